@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -71,9 +71,7 @@ impl MemoryNonceStore {
         key.push('\0');
         key.push_str(nonce);
 
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let idx = (h.finish() as usize) % SHARDS;
+        let idx = (self.hasher.hash_one(&key) as usize) % SHARDS;
         let mut shard = lock(&self.shards[idx]);
 
         if let Some(exp) = shard.entries.get_mut(key.as_str()) {
