@@ -1,1 +1,24 @@
+//! Inbound data plane: accepts connections, runs the verify pipeline (parse → key → window →
+//! signature → nonce → forward), maps every refusal to the error envelope, proxies to upstreams.
+//! It reads keys only from the in-memory [`Snapshot`], never from the store on the hot path.
 #![forbid(unsafe_code)]
+
+pub mod body;
+pub mod error;
+pub mod gateway;
+pub mod proxy;
+pub mod server;
+pub mod snapshot;
+
+pub use error::GatewayError;
+pub use gateway::{Caller, Gateway};
+pub use proxy::{UpstreamClients, UpstreamOptions};
+pub use server::{InboundServer, ServerError, TlsFiles};
+pub use snapshot::{KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
+
+/// Header naming the verified app, added for the upstream.
+pub const X_KG_APP_ID: &str = "x-kg-app-id";
+/// Header naming the verified access key, added for the upstream.
+pub const X_KG_KEY_ID: &str = "x-kg-key-id";
+/// Request id, sent to the upstream and returned to the client.
+pub const X_REQUEST_ID: &str = "x-request-id";

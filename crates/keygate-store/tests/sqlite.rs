@@ -1,5 +1,6 @@
 // Repository behaviour on a real SQLite file: idempotent upserts, secrets encrypted at rest.
 
+#![allow(clippy::unwrap_used)]
 use std::sync::Arc;
 
 use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store, Upsert};
@@ -33,7 +34,8 @@ async fn upserts_are_idempotent_and_secrets_never_stored_in_clear() {
     let url = format!("sqlite://{}", path.display());
     let store = Store::open(&url, keyring()).await.unwrap();
 
-    let app = AppRecord { id: "acme".into(), tenant_id: "default".into(), name: "Acme".into(), enabled: true };
+    let app =
+        AppRecord { id: "acme".into(), tenant_id: "default".into(), name: "Acme".into(), enabled: true };
     assert_eq!(store.upsert_app(&app).await.unwrap(), Upsert::Created);
     assert_eq!(store.upsert_app(&app).await.unwrap(), Upsert::Unchanged);
     let c0 = store.change_counter().await.unwrap();

@@ -1,0 +1,115 @@
+// Every way the data plane refuses a request, and the one place that turns a refusal into the
+// JSON error envelope. Messages name the cause, never a secret or an expected signature.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use keygate_sign::SignError;
+
+use crate::body::ResponseBody;
+
+/// A refusal of the data plane. `code()` is the stable machine-readable cause (docs/errors.md).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("unknown access key")]
+    UnknownKey,
+    #[error("access key is disabled")]
+    KeyDisabled,
+    #[error("access key has expired")]
+    KeyExpired,
+    #[error("access key is not valid yet")]
+    KeyNotYetValid,
+    #[error("access key is not configured for the {0} scheme")]
+    SchemeMismatch(&'static str),
+    #[error("request timestamp is outside the allowed window of {window_secs} s")]
+    TimestampOutOfWindow { window_secs: u32, server_time: i64 },
+    #[error("nonce was already used")]
+    NonceReplayed,
+    #[error("replay protection is unavailable")]
+    StateUnavailable,
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("request body could not be read")]
+    BodyRead,
+    #[error("conflicting or invalid message framing headers")]
+    MalformedRequest(&'static str),
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("upstream is unavailable")]
+    UpstreamUnavailable,
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+}
+
+impl GatewayError {
+    /// Stable code of the envelope.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Sign(e) => e.code(),
+            Self::UnknownKey => "unknown_key",
+            Self::KeyDisabled => "key_disabled",
+            Self::KeyExpired => "key_expired",
+            Self::KeyNotYetValid => "key_not_yet_valid",
+            Self::SchemeMismatch(_) => "scheme_mismatch",
+            Self::TimestampOutOfWindow { .. } => "timestamp_out_of_window",
+            Self::NonceReplayed => "nonce_replayed",
+            Self::StateUnavailable => "state_unavailable",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyRead => "body_read_failed",
+            Self::MalformedRequest(_) => "malformed_request",
+            Self::RouteNotFound => "route_not_found",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// HTTP status for the code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Sign(e) => match e.code() {
+                "missing_auth" | "signature_mismatch" => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            Self::UnknownKey
+            | Self::KeyDisabled
+            | Self::KeyExpired
+            | Self::KeyNotYetValid
+            | Self::SchemeMismatch(_)
+            | Self::TimestampOutOfWindow { .. }
+            | Self::NonceReplayed => StatusCode::UNAUTHORIZED,
+            Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead | Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
+            Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The JSON envelope `{"code","message","request_id"}` (plus `server_time` when the
+    /// client's clock is the problem, so SDKs can correct their skew and retry once).
+    pub fn to_response(&self, request_id: &str) -> Response<ResponseBody> {
+        let mut body = serde_json::json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "request_id": request_id,
+        });
+        if let Self::TimestampOutOfWindow { server_time, .. } = self {
+            body["server_time"] = (*server_time).into();
+        }
+        let bytes = Bytes::from(body.to_string());
+        let mut resp = Response::new(crate::body::full(bytes));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert(crate::X_REQUEST_ID, v);
+        }
+        if self.status() == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("KG1-HMAC-SHA256"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,185 @@
+// The data plane's read-only view of keys and routes, swapped atomically as a whole so no
+// request sees half a change. Built by the binary from the store; never queried per request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate_sign::legacy::{FieldLocation, LegacyConfig};
+use secrecy::SecretBox;
+
+/// How a key signs its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScheme {
+    Kg1,
+    Legacy(LegacyConfig),
+}
+
+impl KeyScheme {
+    /// Name used in config, the store and error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Kg1 => "kg1-hmac-sha256",
+            Self::Legacy(_) => "legacy-sorted",
+        }
+    }
+}
+
+/// One access key as the verifier needs it.
+pub struct KeyEntry {
+    pub access_key: String,
+    pub app_id: String,
+    pub scheme: KeyScheme,
+    pub enabled: bool,
+    /// Unix seconds.
+    pub valid_from: Option<i64>,
+    /// Unix seconds.
+    pub valid_to: Option<i64>,
+    pub timestamp_window_secs: u32,
+    pub secret: SecretBox<[u8]>,
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("access_key", &self.access_key)
+            .field("app_id", &self.app_id)
+            .field("scheme", &self.scheme.name())
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a route demands of a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// A valid signature from a known key (the default).
+    Signature,
+    /// No authentication: a plain proxy route (health checks, public assets). Opt-in only.
+    None,
+}
+
+/// Path prefix → upstream.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Matched on segment boundaries: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub path_prefix: String,
+    /// Scheme, authority and optional base path of the upstream.
+    pub upstream: http::Uri,
+    /// Remove `path_prefix` before forwarding.
+    pub strip_prefix: bool,
+    pub max_body_bytes: u64,
+    /// Time allowed for the upstream's response head.
+    pub timeout: Duration,
+    pub auth: RouteAuth,
+    /// Speak HTTP/2 to the upstream (prior knowledge for `http://`, ALPN for `https://`); needed for gRPC.
+    pub upstream_http2: bool,
+    /// Forward the client's Host header instead of the upstream's authority.
+    pub preserve_host: bool,
+}
+
+impl Route {
+    fn matches(&self, path: &str) -> bool {
+        let p = self.path_prefix.as_str();
+        if p == "/" {
+            return true;
+        }
+        match path.strip_prefix(p) {
+            Some(rest) => p.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+}
+
+/// Keys and routes at one point in time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    keys: HashMap<String, Arc<KeyEntry>>,
+    /// Longest prefix first.
+    routes: Vec<Arc<Route>>,
+    /// One legacy config per distinct (access key field, location): how to find the access key
+    /// of a request that carries no KG1 headers.
+    legacy_probes: Vec<LegacyConfig>,
+    /// Store change counter this snapshot reflects.
+    pub version: i64,
+}
+
+impl Snapshot {
+    /// Builds a snapshot; later keys with the same access key replace earlier ones.
+    pub fn new(keys: Vec<KeyEntry>, mut routes: Vec<Route>, version: i64) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+        let mut legacy_probes: Vec<LegacyConfig> = Vec::new();
+        for k in &keys {
+            if let KeyScheme::Legacy(cfg) = &k.scheme {
+                let seen = legacy_probes
+                    .iter()
+                    .any(|p| p.access_key_field == cfg.access_key_field && p.location == cfg.location);
+                if !seen {
+                    legacy_probes.push(cfg.clone());
+                }
+            }
+        }
+        Self {
+            keys: keys.into_iter().map(|k| (k.access_key.clone(), Arc::new(k))).collect(),
+            routes: routes.into_iter().map(Arc::new).collect(),
+            legacy_probes,
+            version,
+        }
+    }
+
+    /// The key with this access key.
+    pub fn key(&self, access_key: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.get(access_key)
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The most specific route for a raw path.
+    pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(path))
+    }
+
+    /// Legacy configurations to try, in order, for a request without KG1 headers.
+    pub fn legacy_probes(&self) -> &[LegacyConfig] {
+        &self.legacy_probes
+    }
+
+    /// True if some legacy key expects its auth fields in form bodies.
+    pub fn legacy_uses_params(&self) -> bool {
+        self.legacy_probes.iter().any(|p| p.location == FieldLocation::Params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str) -> Route {
+        Route {
+            path_prefix: prefix.into(),
+            upstream: "http://127.0.0.1:1".parse().unwrap(),
+            strip_prefix: false,
+            max_body_bytes: 1,
+            timeout: Duration::from_secs(1),
+            auth: RouteAuth::Signature,
+            upstream_http2: false,
+            preserve_host: false,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let s = Snapshot::new(vec![], vec![route("/"), route("/api"), route("/api/v2/")], 0);
+        assert_eq!(s.route("/api").unwrap().path_prefix, "/api");
+        assert_eq!(s.route("/api/x").unwrap().path_prefix, "/api");
+        assert_eq!(s.route("/apix").unwrap().path_prefix, "/");
+        assert_eq!(s.route("/api/v2/x").unwrap().path_prefix, "/api/v2/");
+        assert_eq!(s.route("/api/v2").unwrap().path_prefix, "/api");
+        let none = Snapshot::new(vec![], vec![route("/api")], 0);
+        assert!(none.route("/other").is_none());
+    }
+}

@@ -1,0 +1,548 @@
+// The declarative TOML config of `keygate serve --config`: parsing, defaults and validation,
+// and its translation into store records and data-plane routes. It never logs a secret.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use keygate_inbound::{Route, RouteAuth};
+use keygate_sign::legacy::LegacyConfig;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_inbound")]
+    pub inbound: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How often replicas poll the store's change counter.
+    #[serde(default = "default_reload_ms")]
+    pub reload_interval_ms: u64,
+    /// Tokio worker threads (default: one per core).
+    pub worker_threads: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            inbound: default_inbound(),
+            tls_cert: None,
+            tls_key: None,
+            reload_interval_ms: default_reload_ms(),
+            worker_threads: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// Used when `KEYGATE_MASTER_KEY` is not set.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: default_store_url(), master_key_file: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Most live nonces the in-memory store holds; beyond it requests fail closed (503).
+    #[serde(default = "default_nonce_capacity")]
+    pub nonce_capacity: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { nonce_capacity: default_nonce_capacity() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub path_prefix: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_route_auth")]
+    pub auth: String,
+    #[serde(default)]
+    pub upstream_http2: bool,
+    #[serde(default)]
+    pub preserve_host: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub access_key: String,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// Inline secret: accepted for local experiments, warned about at startup.
+    pub secret: Option<String>,
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub valid_from: Option<TimeValue>,
+    pub valid_to: Option<TimeValue>,
+    #[serde(default = "default_window")]
+    pub timestamp_window_secs: u32,
+    #[serde(default)]
+    pub description: String,
+    pub legacy: Option<LegacySettings>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("access_key", &self.access_key)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A point in time: a TOML datetime (`2027-01-01T00:00:00Z`) or Unix seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TimeValue {
+    Unix(i64),
+    Datetime(toml::value::Datetime),
+}
+
+impl TimeValue {
+    pub fn unix(&self) -> Result<i64> {
+        match self {
+            Self::Unix(s) => Ok(*s),
+            Self::Datetime(dt) => crate::time::datetime_to_unix(dt),
+        }
+    }
+}
+
+/// The `[apps.keys.legacy]` table; also the JSON stored as the key's scheme settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LegacySettings {
+    #[serde(default = "d_digest")]
+    pub digest: String,
+    #[serde(default = "d_case")]
+    pub hex_case: String,
+    #[serde(default = "d_location")]
+    pub location: String,
+    #[serde(default = "d_ak")]
+    pub access_key_field: String,
+    #[serde(default = "d_ts")]
+    pub timestamp_field: String,
+    #[serde(default = "d_nonce")]
+    pub nonce_field: String,
+    #[serde(default = "d_sign")]
+    pub sign_field: String,
+    #[serde(default = "d_unit")]
+    pub timestamp_unit: String,
+    #[serde(default = "d_nonce_min")]
+    pub nonce_min_len: usize,
+}
+
+impl Default for LegacySettings {
+    fn default() -> Self {
+        Self {
+            digest: d_digest(),
+            hex_case: d_case(),
+            location: d_location(),
+            access_key_field: d_ak(),
+            timestamp_field: d_ts(),
+            nonce_field: d_nonce(),
+            sign_field: d_sign(),
+            timestamp_unit: d_unit(),
+            nonce_min_len: d_nonce_min(),
+        }
+    }
+}
+
+impl LegacySettings {
+    pub fn to_config(&self) -> Result<LegacyConfig> {
+        let field = |name: &str, v: &str| -> Result<String> {
+            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!("legacy.{name} must be 1-64 visible ASCII characters");
+            }
+            Ok(v.to_string())
+        };
+        let cfg = LegacyConfig {
+            digest: self
+                .digest
+                .parse()
+                .map_err(|_| anyhow::anyhow!("legacy.digest must be md5, sha1 or sha256"))?,
+            hex_case: self
+                .hex_case
+                .parse()
+                .map_err(|_| anyhow::anyhow!("legacy.hex_case must be upper or lower"))?,
+            location: self
+                .location
+                .parse()
+                .map_err(|_| anyhow::anyhow!("legacy.location must be params or headers"))?,
+            access_key_field: field("access_key_field", &self.access_key_field)?,
+            timestamp_field: field("timestamp_field", &self.timestamp_field)?,
+            nonce_field: field("nonce_field", &self.nonce_field)?,
+            sign_field: field("sign_field", &self.sign_field)?,
+            timestamp_unit: self
+                .timestamp_unit
+                .parse()
+                .map_err(|_| anyhow::anyhow!("legacy.timestamp_unit must be s or ms"))?,
+            nonce_min_len: self.nonce_min_len,
+        };
+        if !(1..=64).contains(&cfg.nonce_min_len) {
+            bail!("legacy.nonce_min_len must be between 1 and 64");
+        }
+        let names = [&cfg.access_key_field, &cfg.timestamp_field, &cfg.nonce_field, &cfg.sign_field];
+        for (i, a) in names.iter().enumerate() {
+            if names[i + 1..].contains(a) {
+                bail!("legacy field names must be distinct ({a} used twice)");
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+pub const SCHEME_KG1: &str = "kg1-hmac-sha256";
+pub const SCHEME_LEGACY: &str = "legacy-sorted";
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        cfg.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (i, r) in self.routes.iter().enumerate() {
+            r.to_route().with_context(|| format!("routes[{i}]"))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            check_id(&app.id).with_context(|| format!("apps[{i}].id"))?;
+            for (j, k) in app.keys.iter().enumerate() {
+                let at = || format!("apps[{i}].keys[{j}] ({})", k.access_key);
+                check_access_key(&k.access_key).with_context(at)?;
+                if !seen.insert(k.access_key.clone()) {
+                    bail!("{}: access key listed twice", at());
+                }
+                k.scheme_settings().with_context(at)?;
+                let sources = [k.secret.is_some(), k.secret_env.is_some(), k.secret_file.is_some()];
+                if sources.iter().filter(|s| **s).count() != 1 {
+                    bail!("{}: set exactly one of secret_env, secret_file, secret", at());
+                }
+                let (from, to) = k.validity().with_context(at)?;
+                if let (Some(f), Some(t)) = (from, to) {
+                    if f >= t {
+                        bail!("{}: valid_from must be before valid_to", at());
+                    }
+                }
+                if !(1..=86_400).contains(&k.timestamp_window_secs) {
+                    bail!("{}: timestamp_window_secs must be 1..=86400", at());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RouteConfig {
+    pub fn to_route(&self) -> Result<Route> {
+        if !self.path_prefix.starts_with('/') {
+            bail!("path_prefix must start with /");
+        }
+        keygate_sign::path::check_raw_path(&self.path_prefix)
+            .map_err(|e| anyhow::anyhow!("path_prefix: {e}"))?;
+        let upstream: http::Uri =
+            self.upstream.parse().with_context(|| format!("upstream {:?} is not a URL", self.upstream))?;
+        match upstream.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => bail!("upstream must be an http:// or https:// URL"),
+        }
+        if upstream.authority().is_none() {
+            bail!("upstream has no host");
+        }
+        if upstream.query().is_some() {
+            bail!("upstream must not have a query");
+        }
+        let auth = match self.auth.as_str() {
+            "signature" => RouteAuth::Signature,
+            "none" => RouteAuth::None,
+            other => bail!("auth must be \"signature\" or \"none\", not {other:?}"),
+        };
+        if self.timeout_ms == 0 {
+            bail!("timeout_ms must be > 0");
+        }
+        Ok(Route {
+            path_prefix: self.path_prefix.clone(),
+            upstream,
+            strip_prefix: self.strip_prefix,
+            max_body_bytes: self.max_body_bytes,
+            timeout: Duration::from_millis(self.timeout_ms),
+            auth,
+            upstream_http2: self.upstream_http2,
+            preserve_host: self.preserve_host,
+        })
+    }
+}
+
+impl KeyConfig {
+    /// The secret's bytes, from wherever the config says. Errors name the source, never the value.
+    pub fn secret_bytes(&self, base_dir: &Path) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(var) = &self.secret_env {
+            let v = std::env::var(var).with_context(|| {
+                format!("environment variable {var} (secret_env of {}) is not set", self.access_key)
+            })?;
+            return Ok(Zeroizing::new(v.into_bytes()));
+        }
+        if let Some(file) = &self.secret_file {
+            let path = if file.is_absolute() { file.clone() } else { base_dir.join(file) };
+            let v =
+                std::fs::read(&path).with_context(|| format!("reading secret_file {}", path.display()))?;
+            let v = Zeroizing::new(v);
+            let trimmed = v.strip_suffix(b"\n").unwrap_or(&v);
+            let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+            return Ok(Zeroizing::new(trimmed.to_vec()));
+        }
+        if let Some(s) = &self.secret {
+            tracing::warn!(access_key = %self.access_key, "secret is inline in the config file; prefer secret_env or secret_file");
+            return Ok(Zeroizing::new(s.as_bytes().to_vec()));
+        }
+        bail!("no secret source")
+    }
+
+    pub fn scheme_settings(&self) -> Result<serde_json::Value> {
+        match self.scheme.as_str() {
+            SCHEME_KG1 => {
+                if self.legacy.is_some() {
+                    bail!("a [legacy] table only applies to scheme = \"legacy-sorted\"");
+                }
+                Ok(serde_json::json!({}))
+            }
+            SCHEME_LEGACY => {
+                let s = self.legacy.clone().unwrap_or_default();
+                s.to_config()?;
+                Ok(serde_json::to_value(s)?)
+            }
+            other => bail!("unknown scheme {other:?} (expected {SCHEME_KG1} or {SCHEME_LEGACY})"),
+        }
+    }
+
+    pub fn validity(&self) -> Result<(Option<i64>, Option<i64>)> {
+        Ok((
+            self.valid_from.as_ref().map(TimeValue::unix).transpose().context("valid_from")?,
+            self.valid_to.as_ref().map(TimeValue::unix).transpose().context("valid_to")?,
+        ))
+    }
+}
+
+pub fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        bail!("must be 1-64 characters of [A-Za-z0-9._-]");
+    }
+    Ok(())
+}
+
+pub fn check_access_key(ak: &str) -> Result<()> {
+    if ak.len() < 3 || ak.len() > 128 || !ak.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        bail!("access key must be 3-128 characters of [A-Za-z0-9._-]");
+    }
+    Ok(())
+}
+
+fn default_inbound() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_reload_ms() -> u64 {
+    1000
+}
+fn default_store_url() -> String {
+    "sqlite://keygate.db".into()
+}
+fn default_nonce_capacity() -> usize {
+    1_000_000
+}
+fn default_max_body() -> u64 {
+    1024 * 1024
+}
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+fn default_route_auth() -> String {
+    "signature".into()
+}
+fn default_tenant() -> String {
+    "default".into()
+}
+fn default_scheme() -> String {
+    SCHEME_KG1.into()
+}
+fn default_window() -> u32 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+fn d_digest() -> String {
+    "md5".into()
+}
+fn d_case() -> String {
+    "upper".into()
+}
+fn d_location() -> String {
+    "params".into()
+}
+fn d_ak() -> String {
+    "appId".into()
+}
+fn d_ts() -> String {
+    "timeStamp".into()
+}
+fn d_nonce() -> String {
+    "nonce".into()
+}
+fn d_sign() -> String {
+    "sign".into()
+}
+fn d_unit() -> String {
+    "ms".into()
+}
+fn d_nonce_min() -> usize {
+    8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_shape() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [server]
+            inbound = "127.0.0.1:8080"
+            [store]
+            url = "sqlite://keygate.db"
+            [[routes]]
+            path_prefix = "/"
+            upstream = "http://127.0.0.1:9000"
+            [[apps]]
+            id = "acme"
+            [[apps.keys]]
+            access_key = "AKIDEXAMPLE0001"
+            secret_env = "ACME_SK"
+            scheme = "kg1-hmac-sha256"
+            [[apps.keys]]
+            access_key = "zs001"
+            secret = "miyao"
+            scheme = "legacy-sorted"
+            valid_to = 2030-01-01T00:00:00Z
+            [apps.keys.legacy]
+            digest = "md5"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.apps[0].keys.len(), 2);
+        assert_eq!(cfg.apps[0].keys[1].validity().unwrap().1, Some(1_893_456_000));
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_path() {
+        let bad = [
+            (
+                r#"[[routes]]
+                path_prefix = "api"
+                upstream = "http://x""#,
+                "routes[0]",
+            ),
+            (
+                r#"[[routes]]
+                path_prefix = "/"
+                upstream = "ftp://x""#,
+                "routes[0]",
+            ),
+            (
+                r#"[[apps]]
+                id = "a b""#,
+                "apps[0].id",
+            ),
+            (
+                r#"[[apps]]
+                id = "a"
+                [[apps.keys]]
+                access_key = "AK1234"
+                scheme = "kg1-hmac-sha256""#,
+                "exactly one",
+            ),
+            (
+                r#"[[apps]]
+                id = "a"
+                [[apps.keys]]
+                access_key = "AK1234"
+                secret = "x"
+                scheme = "hmac-md5""#,
+                "unknown scheme",
+            ),
+            (
+                r#"[[apps]]
+                id = "a"
+                [[apps.keys]]
+                access_key = "AK1234"
+                secret = "x"
+                valid_from = 20
+                valid_to = 10"#,
+                "valid_from",
+            ),
+        ];
+        for (text, want) in bad {
+            let cfg: Config = toml::from_str(text).unwrap();
+            let err = format!("{:#}", cfg.validate().unwrap_err());
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
+        assert!(toml::from_str::<Config>("[server]\nbogus = 1").is_err());
+    }
+}

@@ -1,0 +1,287 @@
+// Shared harness of the end-to-end tests: a recording upstream (HTTP/1.1 + h2c, with trailers),
+// and the real keygate binary started on a free port from a generated config.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// What the upstream saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Upstream {
+    pub addr: Option<SocketAddr>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.unwrap()
+    }
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("upstream saw no request")
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// Starts the recording upstream on a background runtime thread. Paths:
+/// `/slow…` waits 3 s; `/grpc…` answers like a gRPC server (trailers); anything else echoes 200.
+pub fn start_upstream() -> Upstream {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let pq = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            seen.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                path_and_query: pq.clone(),
+                                headers: parts.headers.clone(),
+                                body: body.clone(),
+                                version: parts.version,
+                            });
+                            type B = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+                            let resp: hyper::Response<B> = if pq.starts_with("/slow") {
+                                tokio::time::sleep(Duration::from_secs(3)).await;
+                                hyper::Response::new(Full::new(Bytes::from_static(b"late")).boxed())
+                            } else if pq.starts_with("/grpc") {
+                                let mut trailers = http::HeaderMap::new();
+                                trailers.insert("grpc-status", "0".parse().unwrap());
+                                trailers.insert("grpc-message", "ok-from-upstream".parse().unwrap());
+                                let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+                                    vec![Ok(Frame::data(body.clone())), Ok(Frame::trailers(trailers))];
+                                let mut r =
+                                    hyper::Response::new(StreamBody::new(futures_iter(frames)).boxed());
+                                r.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+                                r
+                            } else {
+                                let mut r = hyper::Response::new(
+                                    Full::new(Bytes::from_static(b"upstream-ok")).boxed(),
+                                );
+                                r.headers_mut().insert("x-upstream", "1".parse().unwrap());
+                                r
+                            };
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    let addr = rx.recv().unwrap();
+    Upstream { addr: Some(addr), seen }
+}
+
+/// A stream over a vector, without pulling in the futures crate.
+pub fn futures_iter<T: Unpin>(items: Vec<T>) -> IterStream<T> {
+    IterStream(items.into_iter())
+}
+pub struct IterStream<T>(std::vec::IntoIter<T>);
+impl<T: Unpin> tokio_stream_like::Stream for IterStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
+pub mod tokio_stream_like {
+    pub use futures_core::Stream;
+}
+
+/// A running keygate process; killed on drop.
+pub struct Keygate {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Keygate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Keygate {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("keygate.db")
+    }
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_keygate")
+}
+
+pub const MASTER_KEY: &str = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Writes `config` (TOML; `{dir}` is replaced by the temp dir) and starts keygate on a free port.
+/// Extra env vars carry the secrets the config names with secret_env.
+pub fn start_keygate(config: &str, env: &[(&str, &str)]) -> Keygate {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config.replace("{dir}", &dir.path().display().to_string());
+    let cfg_path = dir.path().join("keygate.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+    start_with(dir, &cfg_path, env)
+}
+
+fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)]) -> Keygate {
+    let mut cmd = Command::new(bin());
+    cmd.args(["--log-format", "json", "serve", "--config"])
+        .arg(cfg_path)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("KEYGATE_MASTER_KEY", MASTER_KEY)
+        .env("KEYGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(addr) = v.get("addr").and_then(|a| a.as_str()) {
+                    if v["message"].as_str().unwrap_or("").starts_with("inbound listening") {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                        }
+                    }
+                }
+            }
+            log2.lock().unwrap().push(line);
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("keygate did not start; log:\n{}", log.lock().unwrap().join("\n"));
+        }
+    };
+    Keygate { child, addr, dir, log }
+}
+
+/// Minimal HTTP client for the tests (HTTP/1.1, or h2c with `http2`).
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    http2: bool,
+) -> (http::StatusCode, http::HeaderMap, Bytes, Option<http::HeaderMap>) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (n, v) in headers {
+        req = req.header(n.as_str(), v.as_str());
+    }
+    let mut req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+    if http2 {
+        *req.version_mut() = http::Version::HTTP_2;
+    }
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    (status, headers, collected.to_bytes(), trailers)
+}
+
+/// Signs with the Rust SDK (keygate_sign::Signer) and returns all headers to send.
+pub fn sign(
+    key: &str,
+    secret: &str,
+    method: &str,
+    url: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    signed_headers: &[&str],
+) -> Vec<(String, String)> {
+    let uri: http::Uri = url.parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", uri.authority().unwrap().as_str().parse().unwrap());
+    for (n, v) in extra {
+        headers.append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let signer = keygate_sign::Signer::new(
+        key,
+        secrecy::SecretBox::new(secret.as_bytes().to_vec().into_boxed_slice()),
+    )
+    .with_signed_headers(signed_headers.iter().copied())
+    .unwrap();
+    let signed = signer.sign(method, url, &headers, body).unwrap();
+    let mut out: Vec<(String, String)> =
+        headers.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string())).collect();
+    out.extend(signed.0.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string())));
+    out
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).unwrap()
+}
+
+pub fn set_header(headers: &mut [(String, String)], name: &str, value: &str) {
+    for (n, v) in headers.iter_mut() {
+        if n.eq_ignore_ascii_case(name) {
+            *v = value.to_string();
+        }
+    }
+}
+
+pub fn envelope(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
