@@ -1,0 +1,225 @@
+"""End-to-end benchmark: keygate vs nginx as a plain reverse proxy, same upstream, same run.
+
+Every configuration is measured `--reps` times, interleaved (A B C A B C ...) so drift on a shared
+machine hits all of them alike; the table reports the median and the spread (min–max) of RPS and
+the median p50/p99/p99.9, plus the ratio to nginx's median RPS from the same run. All traffic is
+on 127.0.0.1.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+UPSTREAM, NGINX, KEYGATE = 19000, 19001, 19002
+MASTER = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+SECRET = "bench-secret-0123456789abcdef"
+
+
+def wait_port(port, timeout=20):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("port %d did not open" % port)
+
+
+def start_upstream(threads):
+    p = subprocess.Popen([os.path.join(REL, "kg-upstream"), "--listen", "127.0.0.1:%d" % UPSTREAM,
+                          "--threads", str(threads)], stdout=subprocess.DEVNULL)
+    wait_port(UPSTREAM)
+    return p
+
+
+def start_nginx(tmp, workers):
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""
+worker_processes %d;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:%d; keepalive 256; }
+  server {
+    listen 127.0.0.1:%d;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+""" % (workers, tmp, tmp, UPSTREAM, NGINX))
+    p = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(NGINX)
+    return p
+
+
+def start_keygate(tmp, threads):
+    cfg = os.path.join(tmp, "keygate.toml")
+    with open(cfg, "w") as f:
+        f.write("""
+[server]
+inbound = "127.0.0.1:%d"
+worker_threads = %d
+[store]
+url = "sqlite://%s/keygate.db"
+[state]
+nonce_capacity = 20000000
+[[routes]]
+path_prefix = "/plain"
+upstream = "http://127.0.0.1:%d"
+auth = "none"
+[[routes]]
+path_prefix = "/"
+upstream = "http://127.0.0.1:%d"
+[[apps]]
+id = "bench"
+[[apps.keys]]
+access_key = "AKBENCH000001"
+secret_env = "BENCH_SK"
+[[apps.keys]]
+access_key = "LEGACYBENCH1"
+secret_env = "BENCH_SK"
+scheme = "legacy-sorted"
+""" % (KEYGATE, threads, tmp, UPSTREAM, UPSTREAM))
+    env = dict(os.environ, KEYGATE_MASTER_KEY=MASTER, BENCH_SK=SECRET, KEYGATE_LOG="warn")
+    p = subprocess.Popen([os.path.join(REL, "keygate"), "serve", "--config", cfg], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(KEYGATE)
+    return p
+
+
+def parse_wrk_latency(text, label):
+    m = re.search(r"^\s*%s\s+([\d.]+)(us|ms|s)\s*$" % re.escape(label), text, re.M)
+    if not m:
+        return None
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+
+
+def run_wrk(url, conns, duration, threads):
+    out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50_us": parse_wrk_latency(out, "50%"), "p99_us": parse_wrk_latency(out, "99%"),
+            "p999_us": None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def run_load(url, scheme, conns, duration, threads, key="AKBENCH000001", rate=0, body=0):
+    cmd = [os.path.join(REL, "kg-load"), url, "--scheme", scheme, "--key", key, "--secret", SECRET,
+           "-c", str(conns), "-d", str(duration), "--threads", str(threads), "--warmup-secs", "1"]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    if body:
+        cmd += ["--body-bytes", str(body)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def machine_facts():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    return {"cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "nginx": nginx_v}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--proxy-threads", type=int, default=1, help="keygate worker threads = nginx workers")
+    ap.add_argument("--load-threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="write the markdown table here")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="kgbench-")
+    procs = []
+    try:
+        procs.append(start_upstream(1))
+        procs.append(start_nginx(tmp, a.proxy_threads))
+        procs.append(start_keygate(tmp, a.proxy_threads))
+        c, d, t = a.connections, a.duration, a.load_threads
+        base = "http://127.0.0.1:%d"
+        configs = [
+            ("direct to upstream (wrk)", lambda: run_wrk(base % UPSTREAM + "/x", c, d, t)),
+            ("nginx plain proxy (wrk)", lambda: run_wrk(base % NGINX + "/x", c, d, t)),
+            ("keygate proxy only, auth none (wrk)", lambda: run_wrk(base % KEYGATE + "/plain/x", c, d, t)),
+            ("direct to upstream (kg-load)", lambda: run_load(base % UPSTREAM + "/x", "none", c, d, t)),
+            ("nginx plain proxy (kg-load)", lambda: run_load(base % NGINX + "/x", "none", c, d, t)),
+            ("keygate proxy only (kg-load)", lambda: run_load(base % KEYGATE + "/plain/x", "none", c, d, t)),
+            ("keygate KG1 verify + memory nonce", lambda: run_load(base % KEYGATE + "/v1/x?a=1&b=2", "kg1", c, d, t)),
+            ("keygate KG1, 1 KiB POST body", lambda: run_load(base % KEYGATE + "/v1/x", "kg1", c, d, t, body=1024)),
+            ("keygate legacy MD5", lambda: run_load(base % KEYGATE + "/v1/x", "legacy", c, d, t, key="LEGACYBENCH1")),
+            ("keygate rejection (bad signature)", lambda: run_load(base % KEYGATE + "/v1/x", "kg1-bad", c, d, t)),
+        ]
+        results = {name: [] for name, _ in configs}
+        for rep in range(a.reps):
+            for name, fn in configs:
+                r = fn()
+                results[name].append(r)
+                print("rep %d  %-40s %9.0f rps  p99 %s us" % (rep + 1, name, r["rps"], r.get("p99_us")), file=sys.stderr)
+        nginx_wrk = statistics.median(r["rps"] for r in results["nginx plain proxy (wrk)"])
+        nginx_load = statistics.median(r["rps"] for r in results["nginx plain proxy (kg-load)"])
+        facts = machine_facts()
+        lines = [
+            "Machine: %d cores, %s, kernel %s, %s. %d connections, %d s per run, %d runs each (interleaved), "
+            "keygate worker threads = nginx workers = %d, load generator threads = %d."
+            % (facts["cores"], facts["cpu"], facts["kernel"], facts["nginx"], c, d, a.reps, a.proxy_threads, t),
+            "",
+            "| configuration | RPS median | RPS min–max | × nginx | p50 µs | p99 µs | p99.9 µs | non-2xx |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, _ in configs:
+            rs = results[name]
+            rps = [r["rps"] for r in rs]
+            ref = nginx_wrk if "(wrk)" in name else nginx_load
+
+            def med(k):
+                vals = [r[k] for r in rs if r.get(k) is not None]
+                return "%.0f" % statistics.median(vals) if vals else "–"
+            lines.append("| %s | %.0f | %.0f–%.0f | %.2f | %s | %s | %s | %d |" % (
+                name, statistics.median(rps), min(rps), max(rps), statistics.median(rps) / ref,
+                med("p50_us"), med("p99_us"), med("p999_us"), sum(r.get("non_2xx", 0) for r in rs)))
+        table = "\n".join(lines)
+        print(table)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(table + "\n")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
