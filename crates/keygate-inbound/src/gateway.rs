@@ -348,11 +348,38 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// 128 random bits as 32 lowercase hex characters.
+/// A request id: 32 lowercase hex characters, unique per process run. Ids need to be unique,
+/// not unpredictable, so a random per-process prefix plus a counter replaces a CSPRNG call per
+/// request (which showed up at ~1.6% of the request path in profiles).
 pub fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    // The system RNG does not fail on supported platforms; a zero id is still unique enough
-    // for logs if it ever did, and must not take the request down.
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    hex::encode(b)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        // If the RNG ever failed, the start time still separates runs.
+        if aws_lc_rs::rand::fill(&mut b).is_err() {
+            b = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                .to_be_bytes();
+        }
+        u64::from_be_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+    }
 }
