@@ -33,9 +33,13 @@ impl MasterKey {
     /// Builds a master key from 32 raw bytes.
     pub fn from_bytes(version: u32, bytes: &[u8]) -> Result<Self, StoreError> {
         if bytes.len() != KEY_LEN {
-            return Err(StoreError::MasterKey(format!("master key must be {KEY_LEN} bytes, got {}", bytes.len())));
+            return Err(StoreError::MasterKey(format!(
+                "master key must be {KEY_LEN} bytes, got {}",
+                bytes.len()
+            )));
         }
-        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| StoreError::MasterKey("invalid key".into()))?;
+        let key =
+            UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| StoreError::MasterKey("invalid key".into()))?;
         Ok(Self { version, key: LessSafeKey::new(key) })
     }
 
@@ -112,17 +116,26 @@ impl Keyring {
 
         let wrap_nonce = random_nonce()?;
         out.extend_from_slice(&wrap_nonce);
-        let mut wrapped = dek.to_vec();
+        // Sized for the tag up front so sealing never reallocates (a reallocation would leave a
+        // plaintext copy of the data key in freed memory).
+        let mut wrapped = Vec::with_capacity(KEY_LEN + TAG_LEN);
+        wrapped.extend_from_slice(&dek[..]);
         master
             .key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(wrap_nonce), Aad::from(wrap_aad(aad)), &mut wrapped)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(wrap_nonce),
+                Aad::from(wrap_aad(aad)),
+                &mut wrapped,
+            )
             .map_err(|_| StoreError::Crypto)?;
         out.extend_from_slice(&wrapped);
 
-        let data_key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &dek[..]).map_err(|_| StoreError::Crypto)?);
+        let data_key =
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &dek[..]).map_err(|_| StoreError::Crypto)?);
         let data_nonce = random_nonce()?;
         out.extend_from_slice(&data_nonce);
-        let mut body = plaintext.to_vec();
+        let mut body = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        body.extend_from_slice(plaintext);
         data_key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(data_nonce), Aad::from(aad), &mut body)
             .map_err(|_| StoreError::Crypto)?;
@@ -149,17 +162,50 @@ impl Keyring {
         let data_nonce = nonce_at(blob, pos)?;
         pos += NONCE_LEN;
         let mut body = Zeroizing::new(blob[pos..].to_vec());
-        let plain_len =
-            data_key.open_in_place(data_nonce, Aad::from(aad), &mut body[..]).map_err(|_| StoreError::Crypto)?.len();
+        let plain_len = data_key
+            .open_in_place(data_nonce, Aad::from(aad), &mut body[..])
+            .map_err(|_| StoreError::Crypto)?
+            .len();
         body.truncate(plain_len);
         Ok(body)
     }
 
-    /// Re-wraps a blob's data key under the current master key without touching the secret's
-    /// ciphertext (what `master-key rotate` does per row).
+    /// Re-wraps a blob's data key under the current master key (what `master-key rotate` does per
+    /// row). Only the 32-byte data key is unwrapped, into a zeroizing buffer, and re-sealed at
+    /// once; the secret's own ciphertext is copied unchanged and never decrypted.
     pub fn rewrap(&self, version: u32, aad: &[u8], blob: &[u8]) -> Result<(u32, Vec<u8>), StoreError> {
-        let plain = self.open(version, aad, blob)?;
-        self.seal(aad, &plain)
+        let old = self.keys.get(&version).ok_or(StoreError::UnknownMasterKeyVersion(version))?;
+        let (new_version, new) =
+            self.keys.iter().next_back().ok_or_else(|| StoreError::MasterKey("empty keyring".into()))?;
+        if blob.len() < HEADER_LEN + TAG_LEN || blob[0] != FORMAT_V1 {
+            return Err(StoreError::Crypto);
+        }
+        let wrapped_at = 1 + NONCE_LEN;
+        let data_at = wrapped_at + KEY_LEN + TAG_LEN;
+        let mut dek = Zeroizing::new(blob[wrapped_at..data_at].to_vec());
+        let dek_len = old
+            .key
+            .open_in_place(nonce_at(blob, 1)?, Aad::from(wrap_aad(aad)), &mut dek[..])
+            .map_err(|_| StoreError::Crypto)?
+            .len();
+        dek.truncate(dek_len);
+
+        let wrap_nonce = random_nonce()?;
+        let mut out = Vec::with_capacity(blob.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&wrap_nonce);
+        let mut rewrapped = Vec::with_capacity(KEY_LEN + TAG_LEN);
+        rewrapped.extend_from_slice(&dek[..]);
+        new.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(wrap_nonce),
+                Aad::from(wrap_aad(aad)),
+                &mut rewrapped,
+            )
+            .map_err(|_| StoreError::Crypto)?;
+        out.extend_from_slice(&rewrapped);
+        out.extend_from_slice(&blob[data_at..]);
+        Ok((*new_version, out))
     }
 }
 
@@ -171,7 +217,8 @@ fn wrap_aad(aad: &[u8]) -> Vec<u8> {
 }
 
 fn nonce_at(blob: &[u8], pos: usize) -> Result<Nonce, StoreError> {
-    let bytes: [u8; NONCE_LEN] = blob.get(pos..pos + NONCE_LEN).and_then(|s| s.try_into().ok()).ok_or(StoreError::Crypto)?;
+    let bytes: [u8; NONCE_LEN] =
+        blob.get(pos..pos + NONCE_LEN).and_then(|s| s.try_into().ok()).ok_or(StoreError::Crypto)?;
     Ok(Nonce::assume_unique_for_key(bytes))
 }
 
@@ -229,6 +276,12 @@ mod tests {
         assert_eq!(v2, 2);
         let new_only = Keyring::new([MasterKey::from_bytes(2, &[2u8; 32]).unwrap()]).unwrap();
         assert_eq!(&new_only.open(v2, b"AK", &blob2).unwrap()[..], b"s3cret");
+        // Only the wrapped data key changed; the secret's ciphertext was carried over untouched.
+        let data_at = 1 + NONCE_LEN + KEY_LEN + TAG_LEN;
+        assert_eq!(blob[data_at..], blob2[data_at..]);
+        assert_ne!(blob[..data_at], blob2[..data_at]);
+        // The data key stays bound to its row.
+        assert!(matches!(both.rewrap(v1, b"OTHER", &blob), Err(StoreError::Crypto)));
     }
 
     #[test]

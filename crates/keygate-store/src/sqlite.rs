@@ -1,188 +1,361 @@
-// SQLite queries for the repositories in lib.rs. One module per backend keeps each dialect's
-// SQL readable; the public API and its tests are shared.
+// SQLite queries behind the repository flows in repo.rs (the embedded default backend).
+// SQL and binding only: no business rules, and every value is a bound parameter.
 
-use secrecy::SecretBox;
-use sqlx::{Row, SqlitePool};
-use subtle::ConstantTimeEq;
+use std::str::FromStr;
+use std::time::Duration;
 
-use crate::{now_secs, AppRecord, KeyRecord, KeyWithSecret, Keyring, StoreError, Upsert};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub(crate) async fn upsert_app(pool: &SqlitePool, app: &AppRecord) -> Result<Upsert, StoreError> {
-    let mut tx = pool.begin().await?;
-    let existing = sqlx::query("SELECT tenant_id, name, enabled FROM apps WHERE id = ?")
-        .bind(&app.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let now = now_secs();
-    let outcome = match existing {
-        None => {
-            sqlx::query("INSERT INTO apps (id, tenant_id, name, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(&app.id)
-                .bind(&app.tenant_id)
-                .bind(&app.name)
-                .bind(app.enabled)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            Upsert::Created
-        }
-        Some(row) => {
-            let same = row.try_get::<String, _>("tenant_id")? == app.tenant_id
-                && row.try_get::<String, _>("name")? == app.name
-                && row.try_get::<bool, _>("enabled")? == app.enabled;
-            if same {
-                Upsert::Unchanged
-            } else {
-                sqlx::query("UPDATE apps SET tenant_id = ?, name = ?, enabled = ?, updated_at = ? WHERE id = ?")
-                    .bind(&app.tenant_id)
-                    .bind(&app.name)
-                    .bind(app.enabled)
-                    .bind(now)
-                    .bind(&app.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Upsert::Updated
-            }
-        }
-    };
-    if outcome != Upsert::Unchanged {
-        bump(&mut tx).await?;
-    }
-    tx.commit().await?;
-    Ok(outcome)
+use crate::repo::{AuditInsert, Tx};
+use crate::rows::{
+    bind_key_columns, bind_key_update, key_columns, open_sealed, AppRow, AuditRow, CiphertextRow, KeyColumns,
+    KeyRow, SealedKeyRow, StoredKey, TenantRow,
+};
+use crate::{
+    connect_error, write_error, AdminAuditEntry, AppRecord, KeyRecord, KeyWithSecret, Keyring, StoreError,
+    TenantRecord,
+};
+
+type R<T> = Result<T, StoreError>;
+
+pub(crate) async fn open(url: &str) -> R<SqlitePool> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| connect_error(url, e))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+        .map_err(|e| connect_error(url, e))?;
+    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    Ok(pool)
 }
 
-pub(crate) async fn upsert_key(
-    pool: &SqlitePool,
-    keyring: &Keyring,
-    key: &KeyRecord,
-    secret: &[u8],
-) -> Result<Upsert, StoreError> {
-    let aad = key.access_key.as_bytes();
-    let settings = serde_json::to_string(&key.scheme_settings).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let mut tx = pool.begin().await?;
-    let existing = sqlx::query("SELECT * FROM keys WHERE access_key = ?")
-        .bind(&key.access_key)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let now = now_secs();
-    let outcome = match existing {
-        None => {
-            let (version, blob) = keyring.seal(aad, secret)?;
-            sqlx::query(
-                "INSERT INTO keys (access_key, app_id, scheme, scheme_settings, enabled, valid_from, valid_to, \
-                 timestamp_window_secs, secret_ciphertext, master_key_version, description, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&key.access_key)
-            .bind(&key.app_id)
-            .bind(&key.scheme)
-            .bind(&settings)
-            .bind(key.enabled)
-            .bind(key.valid_from)
-            .bind(key.valid_to)
-            .bind(i64::from(key.timestamp_window_secs))
-            .bind(blob)
-            .bind(i64::from(version))
-            .bind(&key.description)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
+/// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
+/// read-then-write flow never fails to upgrade a stale read snapshot.
+pub(crate) async fn begin_write(pool: &SqlitePool) -> R<SqliteTx> {
+    Ok(SqliteTx(pool.begin_with("BEGIN IMMEDIATE").await?))
+}
+
+pub(crate) async fn begin_read(pool: &SqlitePool) -> R<SqliteTx> {
+    Ok(SqliteTx(pool.begin().await?))
+}
+
+pub(crate) async fn load_keys(pool: &SqlitePool, keyring: &Keyring) -> R<Vec<KeyWithSecret>> {
+    let rows = sqlx::query_as::<_, SealedKeyRow>(concat!(
+        "SELECT ",
+        key_columns!(),
+        ", master_key_version, secret_ciphertext FROM keys ORDER BY access_key"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(|r| open_sealed(r, keyring)).collect()
+}
+
+#[derive(Debug)]
+pub(crate) struct SqliteTx(Transaction<'static, Sqlite>);
+
+impl Tx for SqliteTx {
+    async fn tenant_get(&mut self, id: &str, _lock: bool) -> R<Option<TenantRecord>> {
+        let row = sqlx::query_as::<_, TenantRow>("SELECT id, name FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.0)
             .await?;
-            Upsert::Created
-        }
-        Some(row) => {
-            let stored = row_to_record(&row)?;
-            let version = u32::try_from(row.try_get::<i64, _>("master_key_version")?)
-                .map_err(|_| StoreError::Invalid("master_key_version".into()))?;
-            let blob: Vec<u8> = row.try_get("secret_ciphertext")?;
-            let old_secret = keyring.open(version, aad, &blob)?;
-            let same_secret: bool = old_secret.as_slice().ct_eq(secret).into();
-            if stored == *key && same_secret {
-                Upsert::Unchanged
-            } else {
-                let (version, blob) = if same_secret { (version, blob) } else { keyring.seal(aad, secret)? };
-                sqlx::query(
-                    "UPDATE keys SET app_id = ?, scheme = ?, scheme_settings = ?, enabled = ?, valid_from = ?, \
-                     valid_to = ?, timestamp_window_secs = ?, secret_ciphertext = ?, master_key_version = ?, \
-                     description = ?, updated_at = ? WHERE access_key = ?",
-                )
-                .bind(&key.app_id)
-                .bind(&key.scheme)
-                .bind(&settings)
-                .bind(key.enabled)
-                .bind(key.valid_from)
-                .bind(key.valid_to)
-                .bind(i64::from(key.timestamp_window_secs))
-                .bind(blob)
-                .bind(i64::from(version))
-                .bind(&key.description)
+        Ok(row.map(Into::into))
+    }
+
+    async fn tenant_list(&mut self) -> R<Vec<TenantRecord>> {
+        let rows = sqlx::query_as::<_, TenantRow>("SELECT id, name FROM tenants ORDER BY id")
+            .fetch_all(&mut *self.0)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn tenant_insert(&mut self, t: &TenantRecord, now: i64) -> R<()> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, || format!("tenant {} already exists", t.id), String::new))?;
+        Ok(())
+    }
+
+    async fn tenant_update(&mut self, t: &TenantRecord, now: i64) -> R<()> {
+        sqlx::query("UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?")
+            .bind(&t.name)
+            .bind(now)
+            .bind(&t.id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn tenant_delete(&mut self, id: &str) -> R<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn tenant_app_count(&mut self, id: &str) -> R<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM apps WHERE tenant_id = ?")
+            .bind(id)
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn app_get(&mut self, id: &str, _lock: bool) -> R<Option<AppRecord>> {
+        let row = sqlx::query_as::<_, AppRow>("SELECT id, tenant_id, name, enabled FROM apps WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn app_list(&mut self, tenant_id: Option<&str>) -> R<Vec<AppRecord>> {
+        let rows = sqlx::query_as::<_, AppRow>(
+            "SELECT id, tenant_id, name, enabled FROM apps WHERE (? IS NULL OR tenant_id = ?) ORDER BY id",
+        )
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn app_insert(&mut self, a: &AppRecord, now: i64) -> R<()> {
+        sqlx::query(
+            "INSERT INTO apps (id, tenant_id, name, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.tenant_id)
+        .bind(&a.name)
+        .bind(a.enabled)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await
+        .map_err(|e| {
+            write_error(e, || format!("app {} already exists", a.id), || format!("tenant {}", a.tenant_id))
+        })?;
+        Ok(())
+    }
+
+    async fn app_update(&mut self, a: &AppRecord, now: i64) -> R<()> {
+        sqlx::query("UPDATE apps SET tenant_id = ?, name = ?, enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(&a.tenant_id)
+            .bind(&a.name)
+            .bind(a.enabled)
+            .bind(now)
+            .bind(&a.id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, String::new, || format!("tenant {}", a.tenant_id)))?;
+        Ok(())
+    }
+
+    async fn app_delete(&mut self, id: &str) -> R<()> {
+        sqlx::query("DELETE FROM apps WHERE id = ?").bind(id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn app_disable_keys(&mut self, app_id: &str, now: i64) -> R<u64> {
+        let done =
+            sqlx::query("UPDATE keys SET enabled = 0, updated_at = ? WHERE app_id = ? AND enabled <> 0")
                 .bind(now)
-                .bind(&key.access_key)
-                .execute(&mut *tx)
+                .bind(app_id)
+                .execute(&mut *self.0)
                 .await?;
-                Upsert::Updated
-            }
-        }
-    };
-    if outcome != Upsert::Unchanged {
-        bump(&mut tx).await?;
+        Ok(done.rows_affected())
     }
-    tx.commit().await?;
-    Ok(outcome)
-}
 
-pub(crate) async fn load_keys(pool: &SqlitePool, keyring: &Keyring) -> Result<Vec<KeyWithSecret>, StoreError> {
-    let rows = sqlx::query("SELECT * FROM keys ORDER BY access_key").fetch_all(pool).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let record = row_to_record(&row)?;
-        let version = u32::try_from(row.try_get::<i64, _>("master_key_version")?)
-            .map_err(|_| StoreError::Invalid("master_key_version".into()))?;
-        let blob: Vec<u8> = row.try_get("secret_ciphertext")?;
-        let plain = keyring.open(version, record.access_key.as_bytes(), &blob)?;
-        let secret = SecretBox::new(plain.to_vec().into_boxed_slice());
-        out.push(KeyWithSecret { record, secret });
+    async fn key_get(&mut self, access_key: &str, _lock: bool) -> R<Option<StoredKey>> {
+        let row = sqlx::query_as::<_, SealedKeyRow>(concat!(
+            "SELECT ",
+            key_columns!(),
+            ", master_key_version, secret_ciphertext FROM keys WHERE access_key = ?"
+        ))
+        .bind(access_key)
+        .fetch_optional(&mut *self.0)
+        .await?;
+        row.map(StoredKey::try_from).transpose()
     }
-    Ok(out)
-}
 
-pub(crate) async fn list_apps(pool: &SqlitePool) -> Result<Vec<AppRecord>, StoreError> {
-    let rows = sqlx::query("SELECT id, tenant_id, name, enabled FROM apps ORDER BY id").fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AppRecord {
-                id: r.try_get("id")?,
-                tenant_id: r.try_get("tenant_id")?,
-                name: r.try_get("name")?,
-                enabled: r.try_get("enabled")?,
-            })
-        })
-        .collect()
-}
+    async fn key_list(&mut self, app_id: Option<&str>) -> R<Vec<KeyRecord>> {
+        let rows = sqlx::query_as::<_, KeyRow>(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM keys WHERE (? IS NULL OR app_id = ?) ORDER BY access_key"
+        ))
+        .bind(app_id)
+        .bind(app_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.into_iter().map(KeyRecord::try_from).collect()
+    }
 
-pub(crate) async fn change_counter(pool: &SqlitePool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT value FROM change_counter WHERE id = 1").fetch_one(pool).await?)
-}
+    async fn key_insert(&mut self, k: &KeyRecord, version: u32, blob: &[u8], now: i64) -> R<()> {
+        let c = KeyColumns::of(k)?;
+        let q = sqlx::query(concat!(
+            "INSERT INTO keys (",
+            key_columns!(),
+            ", master_key_version, secret_ciphertext, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ));
+        bind_key_columns!(q, k, c)
+            .bind(i64::from(version))
+            .bind(blob)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| {
+                write_error(
+                    e,
+                    || format!("key {} already exists", k.access_key),
+                    || format!("app {}", k.app_id),
+                )
+            })?;
+        Ok(())
+    }
 
-async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE change_counter SET value = value + 1 WHERE id = 1").execute(&mut **tx).await?;
-    Ok(())
-}
+    async fn key_update(&mut self, k: &KeyRecord, now: i64) -> R<()> {
+        let c = KeyColumns::of(k)?;
+        let q = sqlx::query(
+            "UPDATE keys SET app_id = ?, scheme = ?, scheme_settings = ?, enabled = ?, valid_from = ?, \
+             valid_to = ?, timestamp_window_secs = ?, description = ?, scopes = ?, allowed_endpoints = ?, \
+             allowed_cidrs = ?, rate_per_sec = ?, rate_burst = ?, created_by = ?, successor = ?, \
+             overlap_until = ?, updated_at = ? WHERE access_key = ?",
+        );
+        bind_key_update!(q, k, c)
+            .bind(now)
+            .bind(&k.access_key)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, String::new, || format!("app {}", k.app_id)))?;
+        Ok(())
+    }
 
-fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
-    let settings: String = row.try_get("scheme_settings")?;
-    Ok(KeyRecord {
-        access_key: row.try_get("access_key")?,
-        app_id: row.try_get("app_id")?,
-        scheme: row.try_get("scheme")?,
-        scheme_settings: serde_json::from_str(&settings).map_err(|e| StoreError::Invalid(e.to_string()))?,
-        enabled: row.try_get("enabled")?,
-        valid_from: row.try_get("valid_from")?,
-        valid_to: row.try_get("valid_to")?,
-        timestamp_window_secs: u32::try_from(row.try_get::<i64, _>("timestamp_window_secs")?)
-            .map_err(|_| StoreError::Invalid("timestamp_window_secs".into()))?,
-        description: row.try_get("description")?,
-    })
+    async fn key_set_ciphertext(&mut self, access_key: &str, version: u32, blob: &[u8], now: i64) -> R<()> {
+        sqlx::query(
+            "UPDATE keys SET master_key_version = ?, secret_ciphertext = ?, updated_at = ? WHERE access_key = ?",
+        )
+        .bind(i64::from(version))
+        .bind(blob)
+        .bind(now)
+        .bind(access_key)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn key_delete(&mut self, access_key: &str) -> R<()> {
+        sqlx::query("DELETE FROM keys WHERE access_key = ?").bind(access_key).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn key_clear_successor_refs(&mut self, access_key: &str, now: i64) -> R<u64> {
+        let done = sqlx::query("UPDATE keys SET successor = NULL, updated_at = ? WHERE successor = ?")
+            .bind(now)
+            .bind(access_key)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn keys_sealed_below(&mut self, version: u32, after: &str, limit: i64) -> R<Vec<CiphertextRow>> {
+        Ok(sqlx::query_as::<_, CiphertextRow>(
+            "SELECT access_key, master_key_version, secret_ciphertext FROM keys \
+             WHERE master_key_version < ? AND access_key > ? ORDER BY access_key LIMIT ?",
+        )
+        .bind(i64::from(version))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.0)
+        .await?)
+    }
+
+    async fn key_swap_ciphertext(
+        &mut self,
+        access_key: &str,
+        old_version: u32,
+        old_blob: &[u8],
+        new_version: u32,
+        new_blob: &[u8],
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE keys SET master_key_version = ?, secret_ciphertext = ? \
+             WHERE access_key = ? AND master_key_version = ? AND secret_ciphertext = ?",
+        )
+        .bind(i64::from(new_version))
+        .bind(new_blob)
+        .bind(access_key)
+        .bind(i64::from(old_version))
+        .bind(old_blob)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch(&mut self, batch: &[(String, i64)]) -> R<u64> {
+        // One statement for the whole batch: the pairs travel as one JSON array parameter.
+        let json = serde_json::to_string(batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE keys SET last_used_at = v.t \
+             FROM (SELECT json_extract(value, '$[0]') AS ak, json_extract(value, '$[1]') AS t \
+                   FROM json_each(?)) AS v \
+             WHERE keys.access_key = v.ak AND (keys.last_used_at IS NULL OR keys.last_used_at < v.t)",
+        )
+        .bind(json)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn bump(&mut self) -> R<()> {
+        sqlx::query("UPDATE change_counter SET value = value + 1 WHERE id = 1").execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn counter(&mut self) -> R<i64> {
+        Ok(sqlx::query_scalar("SELECT value FROM change_counter WHERE id = 1")
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn audit_insert(&mut self, row: &AuditInsert<'_>) -> R<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO admin_audit (at, actor, action, target, before_json, after_json) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(row.at)
+        .bind(row.actor)
+        .bind(row.action)
+        .bind(row.target)
+        .bind(&row.before)
+        .bind(&row.after)
+        .fetch_one(&mut *self.0)
+        .await?)
+    }
+
+    async fn audit_list(&mut self, limit: i64, offset: i64) -> R<Vec<AdminAuditEntry>> {
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT id, at, actor, action, target, before_json, after_json FROM admin_audit \
+             ORDER BY id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.into_iter().map(AdminAuditEntry::try_from).collect()
+    }
+
+    async fn commit(self) -> R<()> {
+        Ok(self.0.commit().await?)
+    }
 }

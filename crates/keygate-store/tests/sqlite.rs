@@ -22,6 +22,7 @@ fn key(secret_marker: &str) -> (KeyRecord, Vec<u8>) {
             valid_to: Some(4_102_444_800),
             timestamp_window_secs: 300,
             description: "test key".into(),
+            ..Default::default()
         },
         format!("secret-{secret_marker}-0123456789abcdef").into_bytes(),
     )

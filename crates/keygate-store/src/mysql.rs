@@ -1,0 +1,382 @@
+// MySQL/MariaDB queries behind the repository flows in repo.rs (the store replicas share).
+// SQL and binding only: no business rules, and every value is a bound parameter.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{Executor, MySql, MySqlPool, Transaction};
+
+use crate::repo::{AuditInsert, Tx};
+use crate::rows::{
+    bind_key_columns, bind_key_update, key_columns, open_sealed, AppRow, AuditRow, CiphertextRow, KeyColumns,
+    KeyRow, SealedKeyRow, StoredKey, TenantRow,
+};
+use crate::{
+    connect_error, write_error, AdminAuditEntry, AppRecord, KeyRecord, KeyWithSecret, Keyring, StoreError,
+    TenantRecord,
+};
+
+type R<T> = Result<T, StoreError>;
+
+/// Entries per `touch` statement: 2 parameters each, far below the 65535-parameter limit, and a
+/// statement MySQL parses quickly.
+const TOUCH_CHUNK: usize = 1000;
+
+pub(crate) async fn open(url: &str) -> R<MySqlPool> {
+    let opts = MySqlConnectOptions::from_str(url).map_err(|e| connect_error(url, e))?.charset("utf8mb4");
+    let pool = MySqlPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // Oversized values must fail, never be truncated, whatever the server default is.
+                conn.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')").await?;
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await
+        .map_err(|e| connect_error(url, e))?;
+    sqlx::migrate!("migrations/mysql").run(&pool).await?;
+    Ok(pool)
+}
+
+pub(crate) async fn begin(pool: &MySqlPool) -> R<MySqlTx> {
+    Ok(MySqlTx(pool.begin().await?))
+}
+
+pub(crate) async fn load_keys(pool: &MySqlPool, keyring: &Keyring) -> R<Vec<KeyWithSecret>> {
+    let rows = sqlx::query_as::<_, SealedKeyRow>(concat!(
+        "SELECT ",
+        key_columns!(),
+        ", master_key_version, secret_ciphertext FROM `keys` ORDER BY access_key"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(|r| open_sealed(r, keyring)).collect()
+}
+
+#[derive(Debug)]
+pub(crate) struct MySqlTx(Transaction<'static, MySql>);
+
+impl Tx for MySqlTx {
+    async fn tenant_get(&mut self, id: &str, lock: bool) -> R<Option<TenantRecord>> {
+        let sql = if lock {
+            "SELECT id, name FROM tenants WHERE id = ? FOR UPDATE"
+        } else {
+            "SELECT id, name FROM tenants WHERE id = ?"
+        };
+        let row = sqlx::query_as::<_, TenantRow>(sql).bind(id).fetch_optional(&mut *self.0).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn tenant_list(&mut self) -> R<Vec<TenantRecord>> {
+        let rows = sqlx::query_as::<_, TenantRow>("SELECT id, name FROM tenants ORDER BY id")
+            .fetch_all(&mut *self.0)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn tenant_insert(&mut self, t: &TenantRecord, now: i64) -> R<()> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, || format!("tenant {} already exists", t.id), String::new))?;
+        Ok(())
+    }
+
+    async fn tenant_update(&mut self, t: &TenantRecord, now: i64) -> R<()> {
+        sqlx::query("UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?")
+            .bind(&t.name)
+            .bind(now)
+            .bind(&t.id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn tenant_delete(&mut self, id: &str) -> R<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn tenant_app_count(&mut self, id: &str) -> R<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM apps WHERE tenant_id = ?")
+            .bind(id)
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn app_get(&mut self, id: &str, lock: bool) -> R<Option<AppRecord>> {
+        let sql = if lock {
+            "SELECT id, tenant_id, name, enabled FROM apps WHERE id = ? FOR UPDATE"
+        } else {
+            "SELECT id, tenant_id, name, enabled FROM apps WHERE id = ?"
+        };
+        let row = sqlx::query_as::<_, AppRow>(sql).bind(id).fetch_optional(&mut *self.0).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn app_list(&mut self, tenant_id: Option<&str>) -> R<Vec<AppRecord>> {
+        let rows = sqlx::query_as::<_, AppRow>(
+            "SELECT id, tenant_id, name, enabled FROM apps WHERE (? IS NULL OR tenant_id = ?) ORDER BY id",
+        )
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn app_insert(&mut self, a: &AppRecord, now: i64) -> R<()> {
+        sqlx::query(
+            "INSERT INTO apps (id, tenant_id, name, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.tenant_id)
+        .bind(&a.name)
+        .bind(a.enabled)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await
+        .map_err(|e| {
+            write_error(e, || format!("app {} already exists", a.id), || format!("tenant {}", a.tenant_id))
+        })?;
+        Ok(())
+    }
+
+    async fn app_update(&mut self, a: &AppRecord, now: i64) -> R<()> {
+        sqlx::query("UPDATE apps SET tenant_id = ?, name = ?, enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(&a.tenant_id)
+            .bind(&a.name)
+            .bind(a.enabled)
+            .bind(now)
+            .bind(&a.id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, String::new, || format!("tenant {}", a.tenant_id)))?;
+        Ok(())
+    }
+
+    async fn app_delete(&mut self, id: &str) -> R<()> {
+        sqlx::query("DELETE FROM apps WHERE id = ?").bind(id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn app_disable_keys(&mut self, app_id: &str, now: i64) -> R<u64> {
+        let done =
+            sqlx::query("UPDATE `keys` SET enabled = FALSE, updated_at = ? WHERE app_id = ? AND enabled")
+                .bind(now)
+                .bind(app_id)
+                .execute(&mut *self.0)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn key_get(&mut self, access_key: &str, lock: bool) -> R<Option<StoredKey>> {
+        let sql = if lock {
+            concat!(
+                "SELECT ",
+                key_columns!(),
+                ", master_key_version, secret_ciphertext FROM `keys` WHERE access_key = ? FOR UPDATE"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                key_columns!(),
+                ", master_key_version, secret_ciphertext FROM `keys` WHERE access_key = ?"
+            )
+        };
+        let row =
+            sqlx::query_as::<_, SealedKeyRow>(sql).bind(access_key).fetch_optional(&mut *self.0).await?;
+        row.map(StoredKey::try_from).transpose()
+    }
+
+    async fn key_list(&mut self, app_id: Option<&str>) -> R<Vec<KeyRecord>> {
+        let rows = sqlx::query_as::<_, KeyRow>(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM `keys` WHERE (? IS NULL OR app_id = ?) ORDER BY access_key"
+        ))
+        .bind(app_id)
+        .bind(app_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.into_iter().map(KeyRecord::try_from).collect()
+    }
+
+    async fn key_insert(&mut self, k: &KeyRecord, version: u32, blob: &[u8], now: i64) -> R<()> {
+        let c = KeyColumns::of(k)?;
+        let q = sqlx::query(concat!(
+            "INSERT INTO `keys` (",
+            key_columns!(),
+            ", master_key_version, secret_ciphertext, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ));
+        bind_key_columns!(q, k, c)
+            .bind(i64::from(version))
+            .bind(blob)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| {
+                write_error(
+                    e,
+                    || format!("key {} already exists", k.access_key),
+                    || format!("app {}", k.app_id),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn key_update(&mut self, k: &KeyRecord, now: i64) -> R<()> {
+        let c = KeyColumns::of(k)?;
+        let q = sqlx::query(
+            "UPDATE `keys` SET app_id = ?, scheme = ?, scheme_settings = ?, enabled = ?, valid_from = ?, \
+             valid_to = ?, timestamp_window_secs = ?, description = ?, scopes = ?, allowed_endpoints = ?, \
+             allowed_cidrs = ?, rate_per_sec = ?, rate_burst = ?, created_by = ?, successor = ?, \
+             overlap_until = ?, updated_at = ? WHERE access_key = ?",
+        );
+        bind_key_update!(q, k, c)
+            .bind(now)
+            .bind(&k.access_key)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, String::new, || format!("app {}", k.app_id)))?;
+        Ok(())
+    }
+
+    async fn key_set_ciphertext(&mut self, access_key: &str, version: u32, blob: &[u8], now: i64) -> R<()> {
+        sqlx::query(
+            "UPDATE `keys` SET master_key_version = ?, secret_ciphertext = ?, updated_at = ? WHERE access_key = ?",
+        )
+        .bind(i64::from(version))
+        .bind(blob)
+        .bind(now)
+        .bind(access_key)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn key_delete(&mut self, access_key: &str) -> R<()> {
+        sqlx::query("DELETE FROM `keys` WHERE access_key = ?").bind(access_key).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn key_clear_successor_refs(&mut self, access_key: &str, now: i64) -> R<u64> {
+        let done = sqlx::query("UPDATE `keys` SET successor = NULL, updated_at = ? WHERE successor = ?")
+            .bind(now)
+            .bind(access_key)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn keys_sealed_below(&mut self, version: u32, after: &str, limit: i64) -> R<Vec<CiphertextRow>> {
+        Ok(sqlx::query_as::<_, CiphertextRow>(
+            "SELECT access_key, master_key_version, secret_ciphertext FROM `keys` \
+             WHERE master_key_version < ? AND access_key > ? ORDER BY access_key LIMIT ? FOR UPDATE",
+        )
+        .bind(i64::from(version))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.0)
+        .await?)
+    }
+
+    async fn key_swap_ciphertext(
+        &mut self,
+        access_key: &str,
+        old_version: u32,
+        old_blob: &[u8],
+        new_version: u32,
+        new_blob: &[u8],
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE `keys` SET master_key_version = ?, secret_ciphertext = ? \
+             WHERE access_key = ? AND master_key_version = ? AND secret_ciphertext = ?",
+        )
+        .bind(i64::from(new_version))
+        .bind(new_blob)
+        .bind(access_key)
+        .bind(i64::from(old_version))
+        .bind(old_blob)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch(&mut self, batch: &[(String, i64)]) -> R<u64> {
+        // One statement per chunk: the pairs become a derived table joined to `keys`. MySQL and
+        // MariaDB spell row constructors differently, so the table is a UNION ALL of SELECTs.
+        let mut total = 0;
+        for chunk in batch.chunks(TOUCH_CHUNK) {
+            let mut sql = String::with_capacity(160 + chunk.len() * 24);
+            sql.push_str("UPDATE `keys` AS k JOIN (SELECT ? AS ak, ? AS t");
+            for _ in 1..chunk.len() {
+                sql.push_str(" UNION ALL SELECT ?, ?");
+            }
+            sql.push_str(
+                ") AS v ON k.access_key = v.ak COLLATE utf8mb4_bin \
+                 SET k.last_used_at = v.t WHERE k.last_used_at IS NULL OR k.last_used_at < v.t",
+            );
+            let mut q = sqlx::query(&sql);
+            for (ak, t) in chunk {
+                q = q.bind(ak).bind(t);
+            }
+            total += q.execute(&mut *self.0).await?.rows_affected();
+        }
+        Ok(total)
+    }
+
+    async fn bump(&mut self) -> R<()> {
+        sqlx::query("UPDATE change_counter SET value = value + 1 WHERE id = 1").execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn counter(&mut self) -> R<i64> {
+        Ok(sqlx::query_scalar("SELECT value FROM change_counter WHERE id = 1")
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn audit_insert(&mut self, row: &AuditInsert<'_>) -> R<i64> {
+        let done = sqlx::query(
+            "INSERT INTO admin_audit (at, actor, action, target, before_json, after_json) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row.at)
+        .bind(row.actor)
+        .bind(row.action)
+        .bind(row.target)
+        .bind(&row.before)
+        .bind(&row.after)
+        .execute(&mut *self.0)
+        .await?;
+        i64::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt("admin_audit id".into()))
+    }
+
+    async fn audit_list(&mut self, limit: i64, offset: i64) -> R<Vec<AdminAuditEntry>> {
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT id, at, actor, action, target, before_json, after_json FROM admin_audit \
+             ORDER BY id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.into_iter().map(AdminAuditEntry::try_from).collect()
+    }
+
+    async fn commit(self) -> R<()> {
+        Ok(self.0.commit().await?)
+    }
+}

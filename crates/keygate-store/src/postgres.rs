@@ -1,0 +1,363 @@
+// PostgreSQL queries behind the repository flows in repo.rs (the store replicas share).
+// SQL and binding only: no business rules, and every value is a bound parameter.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::repo::{AuditInsert, Tx};
+use crate::rows::{
+    bind_key_columns, bind_key_update, key_columns, open_sealed, AppRow, AuditRow, CiphertextRow, KeyColumns,
+    KeyRow, SealedKeyRow, StoredKey, TenantRow,
+};
+use crate::{
+    connect_error, write_error, AdminAuditEntry, AppRecord, KeyRecord, KeyWithSecret, Keyring, StoreError,
+    TenantRecord,
+};
+
+type R<T> = Result<T, StoreError>;
+
+pub(crate) async fn open(url: &str) -> R<PgPool> {
+    let opts = PgConnectOptions::from_str(url).map_err(|e| connect_error(url, e))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .map_err(|e| connect_error(url, e))?;
+    sqlx::migrate!("migrations/postgres").run(&pool).await?;
+    Ok(pool)
+}
+
+pub(crate) async fn begin(pool: &PgPool) -> R<PgTx> {
+    Ok(PgTx(pool.begin().await?))
+}
+
+pub(crate) async fn load_keys(pool: &PgPool, keyring: &Keyring) -> R<Vec<KeyWithSecret>> {
+    let rows = sqlx::query_as::<_, SealedKeyRow>(concat!(
+        "SELECT ",
+        key_columns!(),
+        ", master_key_version, secret_ciphertext FROM keys ORDER BY access_key"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(|r| open_sealed(r, keyring)).collect()
+}
+
+#[derive(Debug)]
+pub(crate) struct PgTx(Transaction<'static, Postgres>);
+
+impl Tx for PgTx {
+    async fn tenant_get(&mut self, id: &str, lock: bool) -> R<Option<TenantRecord>> {
+        let sql = if lock {
+            "SELECT id, name FROM tenants WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT id, name FROM tenants WHERE id = $1"
+        };
+        let row = sqlx::query_as::<_, TenantRow>(sql).bind(id).fetch_optional(&mut *self.0).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn tenant_list(&mut self) -> R<Vec<TenantRecord>> {
+        let rows = sqlx::query_as::<_, TenantRow>("SELECT id, name FROM tenants ORDER BY id")
+            .fetch_all(&mut *self.0)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn tenant_insert(&mut self, t: &TenantRecord, now: i64) -> R<()> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, || format!("tenant {} already exists", t.id), String::new))?;
+        Ok(())
+    }
+
+    async fn tenant_update(&mut self, t: &TenantRecord, now: i64) -> R<()> {
+        sqlx::query("UPDATE tenants SET name = $1, updated_at = $2 WHERE id = $3")
+            .bind(&t.name)
+            .bind(now)
+            .bind(&t.id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn tenant_delete(&mut self, id: &str) -> R<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn tenant_app_count(&mut self, id: &str) -> R<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM apps WHERE tenant_id = $1")
+            .bind(id)
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn app_get(&mut self, id: &str, lock: bool) -> R<Option<AppRecord>> {
+        let sql = if lock {
+            "SELECT id, tenant_id, name, enabled FROM apps WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT id, tenant_id, name, enabled FROM apps WHERE id = $1"
+        };
+        let row = sqlx::query_as::<_, AppRow>(sql).bind(id).fetch_optional(&mut *self.0).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn app_list(&mut self, tenant_id: Option<&str>) -> R<Vec<AppRecord>> {
+        let rows = sqlx::query_as::<_, AppRow>(
+            "SELECT id, tenant_id, name, enabled FROM apps \
+             WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn app_insert(&mut self, a: &AppRecord, now: i64) -> R<()> {
+        sqlx::query(
+            "INSERT INTO apps (id, tenant_id, name, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&a.id)
+        .bind(&a.tenant_id)
+        .bind(&a.name)
+        .bind(a.enabled)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await
+        .map_err(|e| {
+            write_error(e, || format!("app {} already exists", a.id), || format!("tenant {}", a.tenant_id))
+        })?;
+        Ok(())
+    }
+
+    async fn app_update(&mut self, a: &AppRecord, now: i64) -> R<()> {
+        sqlx::query("UPDATE apps SET tenant_id = $1, name = $2, enabled = $3, updated_at = $4 WHERE id = $5")
+            .bind(&a.tenant_id)
+            .bind(&a.name)
+            .bind(a.enabled)
+            .bind(now)
+            .bind(&a.id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, String::new, || format!("tenant {}", a.tenant_id)))?;
+        Ok(())
+    }
+
+    async fn app_delete(&mut self, id: &str) -> R<()> {
+        sqlx::query("DELETE FROM apps WHERE id = $1").bind(id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn app_disable_keys(&mut self, app_id: &str, now: i64) -> R<u64> {
+        let done =
+            sqlx::query("UPDATE keys SET enabled = FALSE, updated_at = $1 WHERE app_id = $2 AND enabled")
+                .bind(now)
+                .bind(app_id)
+                .execute(&mut *self.0)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn key_get(&mut self, access_key: &str, lock: bool) -> R<Option<StoredKey>> {
+        let sql = if lock {
+            concat!(
+                "SELECT ",
+                key_columns!(),
+                ", master_key_version, secret_ciphertext FROM keys WHERE access_key = $1 FOR UPDATE"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                key_columns!(),
+                ", master_key_version, secret_ciphertext FROM keys WHERE access_key = $1"
+            )
+        };
+        let row =
+            sqlx::query_as::<_, SealedKeyRow>(sql).bind(access_key).fetch_optional(&mut *self.0).await?;
+        row.map(StoredKey::try_from).transpose()
+    }
+
+    async fn key_list(&mut self, app_id: Option<&str>) -> R<Vec<KeyRecord>> {
+        let rows = sqlx::query_as::<_, KeyRow>(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM keys WHERE ($1::text IS NULL OR app_id = $1) ORDER BY access_key"
+        ))
+        .bind(app_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.into_iter().map(KeyRecord::try_from).collect()
+    }
+
+    async fn key_insert(&mut self, k: &KeyRecord, version: u32, blob: &[u8], now: i64) -> R<()> {
+        let c = KeyColumns::of(k)?;
+        let q = sqlx::query(concat!(
+            "INSERT INTO keys (",
+            key_columns!(),
+            ", master_key_version, secret_ciphertext, created_at, updated_at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        ));
+        bind_key_columns!(q, k, c)
+            .bind(i64::from(version))
+            .bind(blob)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| {
+                write_error(
+                    e,
+                    || format!("key {} already exists", k.access_key),
+                    || format!("app {}", k.app_id),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn key_update(&mut self, k: &KeyRecord, now: i64) -> R<()> {
+        let c = KeyColumns::of(k)?;
+        let q = sqlx::query(
+            "UPDATE keys SET app_id = $1, scheme = $2, scheme_settings = $3, enabled = $4, valid_from = $5, \
+             valid_to = $6, timestamp_window_secs = $7, description = $8, scopes = $9, allowed_endpoints = $10, \
+             allowed_cidrs = $11, rate_per_sec = $12, rate_burst = $13, created_by = $14, successor = $15, \
+             overlap_until = $16, updated_at = $17 WHERE access_key = $18",
+        );
+        bind_key_update!(q, k, c)
+            .bind(now)
+            .bind(&k.access_key)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| write_error(e, String::new, || format!("app {}", k.app_id)))?;
+        Ok(())
+    }
+
+    async fn key_set_ciphertext(&mut self, access_key: &str, version: u32, blob: &[u8], now: i64) -> R<()> {
+        sqlx::query(
+            "UPDATE keys SET master_key_version = $1, secret_ciphertext = $2, updated_at = $3 \
+             WHERE access_key = $4",
+        )
+        .bind(i64::from(version))
+        .bind(blob)
+        .bind(now)
+        .bind(access_key)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn key_delete(&mut self, access_key: &str) -> R<()> {
+        sqlx::query("DELETE FROM keys WHERE access_key = $1").bind(access_key).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn key_clear_successor_refs(&mut self, access_key: &str, now: i64) -> R<u64> {
+        let done = sqlx::query("UPDATE keys SET successor = NULL, updated_at = $1 WHERE successor = $2")
+            .bind(now)
+            .bind(access_key)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn keys_sealed_below(&mut self, version: u32, after: &str, limit: i64) -> R<Vec<CiphertextRow>> {
+        Ok(sqlx::query_as::<_, CiphertextRow>(
+            "SELECT access_key, master_key_version, secret_ciphertext FROM keys \
+             WHERE master_key_version < $1 AND access_key > $2 ORDER BY access_key LIMIT $3 FOR UPDATE",
+        )
+        .bind(i64::from(version))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.0)
+        .await?)
+    }
+
+    async fn key_swap_ciphertext(
+        &mut self,
+        access_key: &str,
+        old_version: u32,
+        old_blob: &[u8],
+        new_version: u32,
+        new_blob: &[u8],
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE keys SET master_key_version = $1, secret_ciphertext = $2 \
+             WHERE access_key = $3 AND master_key_version = $4 AND secret_ciphertext = $5",
+        )
+        .bind(i64::from(new_version))
+        .bind(new_blob)
+        .bind(access_key)
+        .bind(i64::from(old_version))
+        .bind(old_blob)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch(&mut self, batch: &[(String, i64)]) -> R<u64> {
+        // One statement for the whole batch: two array parameters unnested into rows.
+        let (keys, times): (Vec<&str>, Vec<i64>) = batch.iter().map(|(k, t)| (k.as_str(), *t)).unzip();
+        let done = sqlx::query(
+            "UPDATE keys AS k SET last_used_at = v.t \
+             FROM UNNEST($1::text[], $2::int8[]) AS v(ak, t) \
+             WHERE k.access_key = v.ak COLLATE \"C\" AND (k.last_used_at IS NULL OR k.last_used_at < v.t)",
+        )
+        .bind(keys)
+        .bind(times)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn bump(&mut self) -> R<()> {
+        sqlx::query("UPDATE change_counter SET value = value + 1 WHERE id = 1").execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn counter(&mut self) -> R<i64> {
+        Ok(sqlx::query_scalar("SELECT value FROM change_counter WHERE id = 1")
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn audit_insert(&mut self, row: &AuditInsert<'_>) -> R<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO admin_audit (at, actor, action, target, before_json, after_json) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(row.at)
+        .bind(row.actor)
+        .bind(row.action)
+        .bind(row.target)
+        .bind(&row.before)
+        .bind(&row.after)
+        .fetch_one(&mut *self.0)
+        .await?)
+    }
+
+    async fn audit_list(&mut self, limit: i64, offset: i64) -> R<Vec<AdminAuditEntry>> {
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT id, at, actor, action, target, before_json, after_json FROM admin_audit \
+             ORDER BY id DESC LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *self.0)
+        .await?;
+        rows.into_iter().map(AdminAuditEntry::try_from).collect()
+    }
+
+    async fn commit(self) -> R<()> {
+        Ok(self.0.commit().await?)
+    }
+}

@@ -1,0 +1,124 @@
+// Snapshot load of 100k keys per backend: wall time of `load_keys` and the memory it takes.
+// Ignored by default (it seeds 100k rows); run with `--ignored --nocapture`, ideally `--release`.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{keyring_of, rss_bytes, Kind, TestDb};
+use keygate_store::{AppRecord, Store, TenantRecord};
+
+const KEYS: usize = 100_000;
+
+#[tokio::test]
+#[ignore = "seeds 100k keys; run explicitly with --ignored --nocapture"]
+async fn load_100k_sqlite() {
+    bench(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "seeds 100k keys; run explicitly with --ignored --nocapture"]
+async fn load_100k_postgres() {
+    bench(Kind::Postgres).await;
+}
+
+#[tokio::test]
+#[ignore = "seeds 100k keys; run explicitly with --ignored --nocapture"]
+async fn load_100k_mysql() {
+    bench(Kind::Mysql).await;
+}
+
+/// Seeds a fresh database, then measures in a child process: this process's heap still holds
+/// the freed seeding buffers, which would hide the load's own RSS growth.
+async fn bench(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let keyring = keyring_of(&[1]);
+    let store = Store::open(&db.url, keyring.clone()).await.unwrap();
+    store.create_tenant(&TenantRecord { id: "t".into(), name: "t".into() }).await.unwrap();
+    store
+        .create_app(&AppRecord {
+            id: "bench".into(),
+            tenant_id: "t".into(),
+            name: "bench".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let t = Instant::now();
+    db.bulk_seed(&keyring, "bench", "AKBENCH", KEYS).await;
+    println!("{kind:?}: seeded {KEYS} keys in {:.1} s", t.elapsed().as_secs_f64());
+
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "measure_load_in_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("KG_BENCH_URL", &db.url)
+        .env("KG_BENCH_KIND", format!("{kind:?}"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| l.starts_with("RESULT")) {
+        println!("{line}");
+    }
+    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("RESULT"), "child printed no result:\n{stdout}");
+}
+
+#[tokio::test]
+#[ignore = "child half of the load_100k_* benches"]
+async fn measure_load_in_child() {
+    let Ok(url) = std::env::var("KG_BENCH_URL") else { return };
+    let kind = std::env::var("KG_BENCH_KIND").unwrap();
+    let store = Store::open(&url, keyring_of(&[1])).await.unwrap();
+    // Warm the pool and the server's cache the way a running replica would be.
+    assert_eq!(store.list_keys(None).await.unwrap().len(), KEYS);
+    let t = Instant::now();
+    let meta = store.list_keys(None).await.unwrap();
+    let meta_ms = t.elapsed().as_secs_f64() * 1e3;
+    drop(meta);
+
+    let rss0 = rss_bytes();
+    let peak = Arc::new(AtomicU64::new(rss0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let t = Instant::now();
+    let keys = store.load_keys().await.unwrap();
+    let first_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss1 = rss_bytes();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(keys.len(), KEYS);
+    let peak = peak.load(Ordering::Relaxed).max(rss1);
+    drop(keys);
+
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let keys = store.load_keys().await.unwrap();
+        runs.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(keys.len(), KEYS);
+    }
+    runs.sort_by(f64::total_cmp);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "RESULT {kind}: load_keys({KEYS}) first {first_ms:.0} ms, median of next 3 {:.0} ms \
+         (list_keys without decryption {meta_ms:.0} ms); RSS +{:.1} MiB retained \
+         ({:.0} B/key), peak +{:.1} MiB during the load",
+        runs[1],
+        mib(rss1.saturating_sub(rss0)),
+        rss1.saturating_sub(rss0) as f64 / KEYS as f64,
+        mib(peak.saturating_sub(rss0)),
+    );
+    store.close().await;
+}
