@@ -106,3 +106,72 @@ impl Body for BufferedBody {
         SizeHint::with_exact(remaining)
     }
 }
+
+/// Reads frames until the body ends or more than `limit` bytes arrived. Returns the bytes read
+/// and, when the limit was passed, the rest of the body still to be streamed.
+pub async fn collect_up_to(mut body: ResponseBody, limit: usize) -> (Bytes, Option<ResponseBody>) {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return (buf.freeze(), None),
+            Some(Err(e)) => {
+                // Hand the error on to the client as a body error, after what arrived so far.
+                return (buf.freeze(), Some(BodyExt::boxed(OneFrame(Some(Err(e))))));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    buf.extend_from_slice(&data);
+                    if buf.len() > limit {
+                        return (buf.freeze(), Some(body));
+                    }
+                }
+                Err(frame) => {
+                    // Trailers end the body; keep them by streaming them after the data.
+                    return (buf.freeze(), Some(BodyExt::boxed(OneFrame(Some(Ok(frame))))));
+                }
+            },
+        }
+    }
+}
+
+/// `head` followed by everything `rest` still yields (data and trailers).
+pub fn chain(head: Bytes, rest: ResponseBody) -> ResponseBody {
+    BodyExt::boxed(Chain { head: Some(head), rest })
+}
+
+struct Chain {
+    head: Option<Bytes>,
+    rest: ResponseBody,
+}
+
+impl Body for Chain {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(head) = self.head.take() {
+            if !head.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(head))));
+            }
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+/// A body of at most one frame (or one error), for handing a read-ahead frame back.
+struct OneFrame(Option<Result<Frame<Bytes>, BoxError>>);
+
+impl Body for OneFrame {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.take())
+    }
+}

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use keygate_sign::SignError;
+use keygate_state::RateDecision;
 
 use crate::body::ResponseBody;
 
@@ -28,6 +29,14 @@ pub enum GatewayError {
     NonceReplayed,
     #[error("replay protection is unavailable")]
     StateUnavailable,
+    #[error("rate limit exceeded")]
+    RateLimited(RateDecision),
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInFlight,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(&'static str),
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("request body could not be read")]
@@ -55,6 +64,10 @@ impl GatewayError {
             Self::TimestampOutOfWindow { .. } => "timestamp_out_of_window",
             Self::NonceReplayed => "nonce_replayed",
             Self::StateUnavailable => "state_unavailable",
+            Self::RateLimited(_) => "rate_limited",
+            Self::IdempotencyInFlight => "idempotency_in_flight",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead => "body_read_failed",
             Self::MalformedRequest(_) => "malformed_request",
@@ -79,6 +92,10 @@ impl GatewayError {
             | Self::TimestampOutOfWindow { .. }
             | Self::NonceReplayed => StatusCode::UNAUTHORIZED,
             Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::IdempotencyInFlight => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead | Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Self::RouteNotFound => StatusCode::NOT_FOUND,
@@ -107,6 +124,12 @@ impl GatewayError {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert(crate::X_REQUEST_ID, v);
         }
+        if let Self::RateLimited(d) = self {
+            let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            crate::gateway::add_rate_headers(&mut resp, Some(d));
+        }
+        let h = resp.headers_mut();
         if self.status() == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("KG1-HMAC-SHA256"));
         }

@@ -14,7 +14,10 @@ use http_body_util::BodyExt;
 use keygate_sign::kg1::{self, Kg1Auth, RequestParts};
 use keygate_sign::legacy::{self, LegacyAuth, LegacyConfig};
 use keygate_sign::{path, SignError};
-use keygate_state::{NonceClaim, NonceStore, StateError};
+use keygate_state::{
+    Admission, BucketCheck, IdemBegin, IdempotencyStore, NonceCheck, NonceClaim, RateDecision, RequestGate,
+    StateError, StoredResponse,
+};
 use secrecy::ExposeSecret;
 
 use crate::body::{self, BoxError, BufferedBody, ResponseBody};
@@ -34,11 +37,35 @@ pub struct Caller {
     pub access_key: String,
 }
 
-/// The inbound gateway: snapshot + replay store + upstream pools.
+/// Shared request state: nonces + rate limits decided together, and idempotency keys.
+#[derive(Debug, Clone)]
+pub struct StateHandles {
+    pub gate: Arc<dyn RequestGate>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub idempotency_settings: IdempotencySettings,
+}
+
+/// How long and how much of a response is kept for an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencySettings {
+    pub ttl: Duration,
+    /// Responses with a larger body are forwarded but not stored (a retry then runs again).
+    pub max_body_bytes: usize,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(24 * 3600), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// The inbound gateway: snapshot + request state + upstream pools.
 #[derive(Debug)]
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    nonces: Arc<dyn NonceStore>,
+    gate: Arc<dyn RequestGate>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    idem_settings: IdempotencySettings,
     upstream: UpstreamClients,
 }
 
@@ -49,8 +76,14 @@ enum Auth {
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, nonces: Arc<dyn NonceStore>, upstream: UpstreamClients) -> Self {
-        Self { snapshot: ArcSwap::from_pointee(snapshot), nonces, upstream }
+    pub fn new(snapshot: Snapshot, state: StateHandles, upstream: UpstreamClients) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            gate: state.gate,
+            idempotency: state.idempotency,
+            idem_settings: state.idempotency_settings,
+            upstream,
+        }
     }
 
     /// Replaces keys and routes atomically; requests in flight finish on the old snapshot.
@@ -225,24 +258,129 @@ impl Gateway {
             }
         };
 
-        // 6. Nonce: remembered until the request's timestamp leaves the window everywhere.
+        // 6–8. Nonce and rate limits, decided together (one Redis round trip when shared).
+        //    The nonce is remembered until the request's timestamp leaves the window everywhere.
         let ttl = Duration::from_secs(u64::try_from(ts + window - now).unwrap_or(0)) + NONCE_SLACK;
-        match self.nonces.claim(&key.access_key, nonce, ttl).await {
-            Ok(NonceClaim::Fresh) => {}
-            Ok(NonceClaim::Replayed) => return Err(with_key(GatewayError::NonceReplayed)),
+        let mut buckets = Vec::with_capacity(2);
+        if let Some(limit) = key.rate_limit {
+            buckets.push(BucketCheck { name: format!("key:{}", key.access_key), limit, cost: 1 });
+        }
+        if let Some(limit) = route.per_ip_rate_limit {
+            buckets.push(BucketCheck {
+                name: format!("ip:{}|{}", peer.ip(), route.path_prefix),
+                limit,
+                cost: 1,
+            });
+        }
+        let admission = Admission {
+            nonce: Some(NonceCheck { scope: key.access_key.clone(), nonce: nonce.to_string(), ttl }),
+            buckets,
+        };
+        let outcome = match self.gate.admit(&admission).await {
+            Ok(o) => o,
             Err(e) => {
                 log_state_error(&e);
                 return Err(with_key(GatewayError::StateUnavailable));
             }
+        };
+        if outcome.nonce == Some(NonceClaim::Replayed) {
+            return Err(with_key(GatewayError::NonceReplayed));
+        }
+        let headline = outcome.headline().copied();
+        if let (Some(_), Some(d)) = (outcome.denied_by, headline) {
+            return Err(with_key(GatewayError::RateLimited(d)));
         }
 
-        // 10. Forward the verified request.
+        // 9. Idempotency key (writes): the first request runs, duplicates wait or replay.
         let caller = Caller { app_id: key.app_id.clone(), access_key: key.access_key.clone() };
-        let resp = self
-            .forward(&route, parts, buffered.boxed(), peer, request_id, Some(&caller))
-            .await
-            .map_err(with_key)?;
+        let idem = match idempotency_key(&parts) {
+            Err(e) => return Err(with_key(e)),
+            Ok(None) => None,
+            Ok(Some(idem_key)) => {
+                let fingerprint = request_fingerprint(&parts, &body_hash);
+                let in_flight = route.timeout + Duration::from_secs(5);
+                match self.idempotency.begin(&key.app_id, &idem_key, fingerprint, in_flight).await {
+                    Ok(IdemBegin::Proceed) => Some((idem_key, fingerprint)),
+                    Ok(IdemBegin::InFlight) => return Err(with_key(GatewayError::IdempotencyInFlight)),
+                    Ok(IdemBegin::KeyReused) => return Err(with_key(GatewayError::IdempotencyKeyReused)),
+                    Ok(IdemBegin::Completed(stored)) => {
+                        let mut resp = stored_to_response(stored);
+                        add_rate_headers(&mut resp, headline.as_ref());
+                        return Ok((resp, Some(caller)));
+                    }
+                    Err(e) => {
+                        log_state_error(&e);
+                        return Err(with_key(GatewayError::StateUnavailable));
+                    }
+                }
+            }
+        };
+
+        // 10. Forward the verified request.
+        let forwarded = self.forward(&route, parts, buffered.boxed(), peer, request_id, Some(&caller)).await;
+        let mut resp = match (forwarded, idem) {
+            (Ok(resp), None) => resp,
+            (Ok(resp), Some((idem_key, fp))) => self.remember(&caller.app_id, &idem_key, fp, resp).await,
+            (Err(e), Some((idem_key, _))) => {
+                // The upstream never answered: let a retry with the same key run.
+                if let Err(se) = self.idempotency.abandon(&caller.app_id, &idem_key).await {
+                    log_state_error(&se);
+                }
+                return Err(with_key(e));
+            }
+            (Err(e), None) => return Err(with_key(e)),
+        };
+        add_rate_headers(&mut resp, headline.as_ref());
         Ok((resp, Some(caller)))
+    }
+
+    /// Stores a response for its idempotency key (if it is small enough and not a 5xx) and
+    /// returns it to the client either way.
+    async fn remember(
+        &self,
+        scope: &str,
+        idem_key: &str,
+        fingerprint: [u8; 32],
+        resp: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        let (parts, body) = resp.into_parts();
+        let limit = self.idem_settings.max_body_bytes;
+        let storable = !parts.status.is_server_error()
+            && content_length(&parts.headers).is_none_or(|l| l <= limit as u64);
+        if !storable {
+            if let Err(e) = self.idempotency.abandon(scope, idem_key).await {
+                log_state_error(&e);
+            }
+            return Response::from_parts(parts, body);
+        }
+        let (collected, rest) = body::collect_up_to(body, limit).await;
+        match rest {
+            Some(rest) => {
+                if let Err(e) = self.idempotency.abandon(scope, idem_key).await {
+                    log_state_error(&e);
+                }
+                Response::from_parts(parts, body::chain(collected, rest))
+            }
+            None => {
+                let stored = StoredResponse {
+                    status: parts.status.as_u16(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                        .collect(),
+                    body: collected.to_vec(),
+                };
+                if let Err(e) = self
+                    .idempotency
+                    .complete(scope, idem_key, fingerprint, &stored, self.idem_settings.ttl)
+                    .await
+                {
+                    log_state_error(&e);
+                }
+                Response::from_parts(parts, body::full(collected))
+            }
+        }
     }
 
     async fn forward(
@@ -341,7 +479,63 @@ fn append_forwarded_for(headers: &mut http::HeaderMap, peer: SocketAddr) {
 }
 
 fn log_state_error(e: &StateError) {
-    tracing::warn!(error = %e, "nonce store refused; failing closed");
+    tracing::warn!(error = %e, "request state unavailable; failing closed");
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The `Idempotency-Key` of a write request, if any.
+fn idempotency_key(parts: &http::request::Parts) -> Result<Option<String>, GatewayError> {
+    use http::Method;
+    if !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+        return Ok(None);
+    }
+    let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(v) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(GatewayError::InvalidIdempotencyKey("repeated"));
+    }
+    let v = v.to_str().map_err(|_| GatewayError::InvalidIdempotencyKey("not visible ASCII"))?;
+    // RFC draft: a quoted string is allowed; the quotes are not part of the key.
+    let v = v.trim().trim_matches('"');
+    if v.is_empty() || v.len() > 255 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(GatewayError::InvalidIdempotencyKey("must be 1-255 visible ASCII characters"));
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// What makes two requests "the same" for an idempotency key: method, target and body.
+fn request_fingerprint(parts: &http::request::Parts, body_sha256_hex: &str) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(parts.method.as_str().as_bytes());
+    ctx.update(b"\n");
+    ctx.update(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").as_bytes());
+    ctx.update(b"\n");
+    ctx.update(body_sha256_hex.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn stored_to_response(stored: StoredResponse) -> Response<ResponseBody> {
+    let mut resp = Response::new(body::full(Bytes::from(stored.body)));
+    *resp.status_mut() = http::StatusCode::from_u16(stored.status).unwrap_or(http::StatusCode::OK);
+    for (n, v) in stored.headers {
+        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(&v)) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
+}
+
+/// IETF `RateLimit-*` header fields (draft-ietf-httpapi-ratelimit-headers) from a decision.
+pub fn add_rate_headers<B>(resp: &mut Response<B>, decision: Option<&RateDecision>) {
+    let Some(d) = decision else { return };
+    let h = resp.headers_mut();
+    h.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(d.reset_after.as_secs_f64().ceil() as u64));
 }
 
 fn unix_now() -> i64 {

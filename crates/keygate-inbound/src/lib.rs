@@ -11,7 +11,7 @@ pub mod server;
 pub mod snapshot;
 
 pub use error::GatewayError;
-pub use gateway::{Caller, Gateway};
+pub use gateway::{Caller, Gateway, IdempotencySettings, StateHandles};
 pub use proxy::{UpstreamClients, UpstreamOptions};
 pub use server::{InboundServer, ServerError, TlsFiles};
 pub use snapshot::{KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};

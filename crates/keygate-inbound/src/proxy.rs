@@ -178,6 +178,7 @@ mod tests {
             auth: RouteAuth::Signature,
             upstream_http2: false,
             preserve_host: false,
+            per_ip_rate_limit: None,
         }
     }
 

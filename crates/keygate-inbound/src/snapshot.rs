@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_sign::legacy::{FieldLocation, LegacyConfig};
+use keygate_state::BucketLimit;
 use secrecy::SecretBox;
 
 /// How a key signs its requests.
@@ -37,6 +38,8 @@ pub struct KeyEntry {
     /// Unix seconds.
     pub valid_to: Option<i64>,
     pub timestamp_window_secs: u32,
+    /// Token bucket for all requests of this key, shared by every replica.
+    pub rate_limit: Option<BucketLimit>,
     pub secret: SecretBox<[u8]>,
 }
 
@@ -77,6 +80,8 @@ pub struct Route {
     pub upstream_http2: bool,
     /// Forward the client's Host header instead of the upstream's authority.
     pub preserve_host: bool,
+    /// Token bucket per client IP on this route (after the signature holds).
+    pub per_ip_rate_limit: Option<BucketLimit>,
 }
 
 impl Route {
@@ -168,6 +173,7 @@ mod tests {
             auth: RouteAuth::Signature,
             upstream_http2: false,
             preserve_host: false,
+            per_ip_rate_limit: None,
         }
     }
 

@@ -72,11 +72,85 @@ pub struct StateConfig {
     /// Most live nonces the in-memory store holds; beyond it requests fail closed (503).
     #[serde(default = "default_nonce_capacity")]
     pub nonce_capacity: usize,
+    /// Redis shared by all replicas (nonces, rate limits, idempotency). Without it, state is
+    /// per process — correct for one replica only.
+    pub redis: Option<String>,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Deadline of one Redis call; past it the failure policy applies.
+    #[serde(default = "default_state_timeout_ms")]
+    pub timeout_ms: u64,
+    /// "closed" (503, default) or "local" (this replica's memory; replays across replicas
+    /// are not detected while Redis is down).
+    #[serde(default = "default_nonce_failure")]
+    pub nonce_on_redis_failure: String,
+    /// "local-scaled" (default: local buckets at rate/replicas), "closed" or "open".
+    #[serde(default = "default_rate_failure")]
+    pub rate_on_redis_failure: String,
+    /// Number of replicas, for scaling local buckets while Redis is down.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    #[serde(default = "default_idem_ttl")]
+    pub idempotency_ttl_secs: u64,
+    #[serde(default = "default_idem_max_body")]
+    pub idempotency_max_body_bytes: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { nonce_capacity: default_nonce_capacity() }
+        Self {
+            nonce_capacity: default_nonce_capacity(),
+            redis: None,
+            key_prefix: default_key_prefix(),
+            timeout_ms: default_state_timeout_ms(),
+            nonce_on_redis_failure: default_nonce_failure(),
+            rate_on_redis_failure: default_rate_failure(),
+            replicas: default_replicas(),
+            idempotency_ttl_secs: default_idem_ttl(),
+            idempotency_max_body_bytes: default_idem_max_body(),
+        }
+    }
+}
+
+impl StateConfig {
+    pub fn failure_policy(&self) -> Result<keygate_state::FailurePolicy> {
+        use keygate_state::{FailurePolicy, NonceFailure, RateFailure};
+        let nonce = match self.nonce_on_redis_failure.as_str() {
+            "closed" => NonceFailure::Closed,
+            "local" => NonceFailure::LocalFallback,
+            other => bail!("state.nonce_on_redis_failure must be \"closed\" or \"local\", not {other:?}"),
+        };
+        let rate = match self.rate_on_redis_failure.as_str() {
+            "local-scaled" => RateFailure::LocalScaled { replicas: self.replicas.max(1) },
+            "closed" => RateFailure::Closed,
+            "open" => RateFailure::Open,
+            other => bail!("state.rate_on_redis_failure must be local-scaled, closed or open, not {other:?}"),
+        };
+        Ok(FailurePolicy { nonce, rate, ..FailurePolicy::default() })
+    }
+}
+
+/// A token bucket: `rate_per_sec` sustained, up to `burst` at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub rate_per_sec: f64,
+    pub burst: u32,
+}
+
+impl RateLimitConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.rate_per_sec > 0.0 && self.rate_per_sec <= 1_000_000.0) {
+            bail!("rate_per_sec must be > 0 and <= 1000000");
+        }
+        if self.burst == 0 {
+            bail!("burst must be >= 1");
+        }
+        Ok(())
+    }
+
+    pub fn bucket(&self) -> keygate_state::BucketLimit {
+        keygate_state::BucketLimit { rate_per_sec: self.rate_per_sec, burst: self.burst }
     }
 }
 
@@ -97,6 +171,8 @@ pub struct RouteConfig {
     pub upstream_http2: bool,
     #[serde(default)]
     pub preserve_host: bool,
+    /// Token bucket per client IP on this route, checked after the signature.
+    pub per_ip_rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +207,8 @@ pub struct KeyConfig {
     #[serde(default)]
     pub description: String,
     pub legacy: Option<LegacySettings>,
+    /// Token bucket for every request of this key, shared across replicas.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl std::fmt::Debug for KeyConfig {
@@ -258,6 +336,7 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             r.to_route().with_context(|| format!("routes[{i}]"))?;
         }
+        self.state.failure_policy().context("[state]")?;
         let mut seen = std::collections::HashSet::new();
         for (i, app) in self.apps.iter().enumerate() {
             check_id(&app.id).with_context(|| format!("apps[{i}].id"))?;
@@ -277,6 +356,9 @@ impl Config {
                     if f >= t {
                         bail!("{}: valid_from must be before valid_to", at());
                     }
+                }
+                if let Some(rl) = &k.rate_limit {
+                    rl.validate().with_context(|| format!("{}.rate_limit", at()))?;
                 }
                 if !(1..=86_400).contains(&k.timestamp_window_secs) {
                     bail!("{}: timestamp_window_secs must be 1..=86400", at());
@@ -314,6 +396,9 @@ impl RouteConfig {
         if self.timeout_ms == 0 {
             bail!("timeout_ms must be > 0");
         }
+        if let Some(rl) = &self.per_ip_rate_limit {
+            rl.validate().context("per_ip_rate_limit")?;
+        }
         Ok(Route {
             path_prefix: self.path_prefix.clone(),
             upstream,
@@ -323,6 +408,7 @@ impl RouteConfig {
             auth,
             upstream_http2: self.upstream_http2,
             preserve_host: self.preserve_host,
+            per_ip_rate_limit: self.per_ip_rate_limit.map(|r| r.bucket()),
         })
     }
 }
@@ -404,6 +490,27 @@ fn default_store_url() -> String {
 }
 fn default_nonce_capacity() -> usize {
     1_000_000
+}
+fn default_key_prefix() -> String {
+    "keygate:".into()
+}
+fn default_state_timeout_ms() -> u64 {
+    50
+}
+fn default_nonce_failure() -> String {
+    "closed".into()
+}
+fn default_rate_failure() -> String {
+    "local-scaled".into()
+}
+fn default_replicas() -> u32 {
+    1
+}
+fn default_idem_ttl() -> u64 {
+    24 * 3600
+}
+fn default_idem_max_body() -> usize {
+    1024 * 1024
 }
 fn default_max_body() -> u64 {
     1024 * 1024

@@ -82,6 +82,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
         auth: "signature".into(),
         upstream_http2: false,
         preserve_host: false,
+        per_ip_rate_limit: None,
     });
     cfg.apps.push(AppConfig {
         id: "demo".into(),
@@ -100,6 +101,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
             timestamp_window_secs: 300,
             description: "created by keygate serve --demo".into(),
             legacy: None,
+            rate_limit: None,
         }],
     });
     Ok(cfg)

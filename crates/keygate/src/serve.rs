@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keygate_inbound::{
-    Gateway, InboundServer, KeyEntry, KeyScheme, Route, Snapshot, TlsFiles, UpstreamClients,
+    Gateway, IdempotencySettings, InboundServer, KeyEntry, KeyScheme, Route, Snapshot, StateHandles,
+    TlsFiles, UpstreamClients,
 };
-use keygate_state::MemoryNonceStore;
+use keygate_state::{MemoryGate, MemoryIdempotencyStore, RedisState, ResilientGate};
 use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store};
 
 use crate::config::{Config, LegacySettings, SCHEME_KG1, SCHEME_LEGACY};
@@ -78,6 +79,10 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
                 valid_to,
                 timestamp_window_secs: k.timestamp_window_secs,
                 description: k.description.clone(),
+                rate_limit: k
+                    .rate_limit
+                    .map(|r| keygate_store::RateLimit { rate_per_sec: r.rate_per_sec, burst: r.burst }),
+                ..KeyRecord::default()
             };
             if store.upsert_key(&rec, &secret).await? != keygate_store::Upsert::Unchanged {
                 changed += 1;
@@ -117,6 +122,9 @@ pub async fn build_snapshot(store: &Store, routes: &[Route]) -> Result<Snapshot>
             valid_from: r.valid_from,
             valid_to: r.valid_to,
             timestamp_window_secs: r.timestamp_window_secs,
+            rate_limit: r
+                .rate_limit
+                .map(|l| keygate_state::BucketLimit { rate_per_sec: l.rate_per_sec, burst: l.burst }),
             secret: k.secret,
         });
     }
@@ -140,18 +148,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let snapshot = build_snapshot(&store, &routes).await?;
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
-    let nonces = Arc::new(MemoryNonceStore::new(cfg.state.nonce_capacity));
+    let (state, sweeper) = build_state(&cfg.state)?;
     let upstream =
         UpstreamClients::new(&keygate_inbound::UpstreamOptions::default()).context("upstream TLS roots")?;
-    let gateway = Arc::new(Gateway::new(snapshot, nonces.clone(), upstream));
-
-    let sweeper = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            nonces.sweep();
-        }
-    });
+    let gateway = Arc::new(Gateway::new(snapshot, state, upstream));
     let reloader = tokio::spawn(reload_loop(
         store.clone(),
         gateway.clone(),
@@ -177,6 +177,57 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Request state: Redis shared by all replicas (with the failure policy) when configured, else
+/// this process's memory. Returns the handles and the housekeeping task (expiry sweeps, Redis
+/// health probes so an idle replica notices recovery).
+fn build_state(cfg: &crate::config::StateConfig) -> Result<(StateHandles, tokio::task::JoinHandle<()>)> {
+    let settings = IdempotencySettings {
+        ttl: Duration::from_secs(cfg.idempotency_ttl_secs),
+        max_body_bytes: cfg.idempotency_max_body_bytes,
+    };
+    let local = MemoryGate::with_capacity(cfg.nonce_capacity, cfg.nonce_capacity);
+    match &cfg.redis {
+        None => {
+            let gate = Arc::new(local);
+            let idem = Arc::new(MemoryIdempotencyStore::new(cfg.nonce_capacity));
+            let (g, i) = (gate.clone(), idem.clone());
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    g.sweep();
+                    i.sweep();
+                }
+            });
+            Ok((StateHandles { gate, idempotency: idem, idempotency_settings: settings }, task))
+        }
+        Some(url) => {
+            let redis =
+                RedisState::connect_lazy(url, cfg.key_prefix.clone(), Duration::from_millis(cfg.timeout_ms))
+                    .map_err(|e| anyhow::anyhow!("[state] redis {}: {e}", keygate_store::redact_url(url)))?;
+            let resilient = Arc::new(ResilientGate::new(redis, local, cfg.failure_policy()?));
+            tracing::info!(redis = %keygate_store::redact_url(url), prefix = %cfg.key_prefix, "request state on Redis");
+            let r = resilient.clone();
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    r.sweep();
+                    r.check_health().await;
+                }
+            });
+            Ok((
+                StateHandles {
+                    gate: resilient.clone(),
+                    idempotency: resilient,
+                    idempotency_settings: settings,
+                },
+                task,
+            ))
+        }
+    }
 }
 
 /// Polls the change counter; on a change rebuilds the snapshot. On error keeps serving the last

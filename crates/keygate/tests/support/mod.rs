@@ -72,7 +72,13 @@ pub fn start_upstream() -> Upstream {
                                 version: parts.version,
                             });
                             type B = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
-                            let resp: hyper::Response<B> = if pq.starts_with("/slow") {
+                            let resp: hyper::Response<B> = if pq.starts_with("/delay") {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                let n = seen.lock().unwrap().len();
+                                hyper::Response::new(
+                                    Full::new(Bytes::from(format!("processed #{n}"))).boxed(),
+                                )
+                            } else if pq.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                                 hyper::Response::new(Full::new(Bytes::from_static(b"late")).boxed())
                             } else if pq.starts_with("/grpc") {
