@@ -23,9 +23,9 @@ impl Keys {
         &self.prefix
     }
 
-    /// `<prefix>n:{<scope>}:<nonce>`
+    /// `<prefix>nonce:{<scope>}:<nonce>`
     pub(crate) fn nonce(&self, scope: &str, nonce: &str) -> String {
-        self.scoped("n:", scope, nonce)
+        self.scoped("nonce:", scope, nonce)
     }
 
     /// `<prefix>idem:{<scope>}:<key>`
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn layout_is_prefix_kind_tag_item() {
         let k = Keys::new("kg:".into());
-        assert_eq!(k.nonce("AK1", "abc_DEF-12"), "kg:n:{AK1}:abc_DEF-12");
+        assert_eq!(k.nonce("AK1", "abc_DEF-12"), "kg:nonce:{AK1}:abc_DEF-12");
         assert_eq!(k.idempotency("app-1", "order 7"), "kg:idem:{app-1}:order%207");
         assert_eq!(k.bucket("key:AK1"), "kg:rl:{key%3aAK1}");
     }
@@ -105,7 +105,7 @@ mod tests {
     fn caller_text_cannot_forge_tags_or_separators() {
         let k = Keys::new("p:".into());
         let hostile = k.nonce("a}:{b", "c:d{e}");
-        assert_eq!(hostile, "p:n:{a%7d%3a%7bb}:c%3ad%7be%7d");
+        assert_eq!(hostile, "p:nonce:{a%7d%3a%7bb}:c%3ad%7be%7d");
         // Exactly one `{` and one `}`: the hash tag is always the scope.
         assert_eq!(hostile.matches('{').count(), 1);
         assert_eq!(hostile.matches('}').count(), 1);
@@ -119,7 +119,7 @@ mod tests {
         let long = "x".repeat(10_000);
         let key = k.nonce("AK", &long);
         assert!(key.len() < 100, "{key}");
-        assert!(key.starts_with("p:n:{AK}:#"));
+        assert!(key.starts_with("p:nonce:{AK}:#"));
         assert_ne!(k.nonce("AK", &long), k.nonce("AK", &"x".repeat(10_001)));
         // Non-ASCII is escaped byte by byte, then hashed if it grows past the limit.
         assert_eq!(k.bucket("é"), "p:rl:{%c3%a9}");

@@ -1,3 +1,6 @@
+// Crate root: the state traits' shared error and future types, and every backend's re-export.
+// It must not know HTTP, the store or config files; callers pass plain scopes and values.
+
 //! Request state that must hold across every replica of the gateway: replay (nonce) protection,
 //! rate limits and idempotency. Each concern is one trait with a memory backend (single replica,
 //! the embedded default) and a Redis backend (N replicas sharing one Redis). Nothing here knows
@@ -27,7 +30,7 @@
 //! - **Redis Cluster**: the connection does not follow `MOVED`/`ASK`. Independently of the client,
 //!   every key one Lua call touches must hash to one slot. Keys are laid out with hash tags so
 //!   that a nonce and the idempotency keys of one scope share the scope's slot
-//!   (`…n:{<scope>}:<nonce>`, `…idem:{<scope>}:<key>`) and each bucket is its own slot
+//!   (`…nonce:{<scope>}:<nonce>`, `…idem:{<scope>}:<key>`) and each bucket is its own slot
 //!   (`…rl:{<bucket>}`). An [`Admission`] that combines a nonce and buckets of different names
 //!   therefore spans slots; on a cluster it would need either bucket names carried under the
 //!   scope's hash tag (which makes per-IP buckets per key) or one call per slot. A key prefix

@@ -227,8 +227,24 @@ impl MemoryRateLimiter {
         at: Instant,
     ) -> Result<RateDecision, StateError> {
         let g = Gcra::new(limit)?;
-        let (mut out, _) = self.check_many_at(&[(bucket, g, cost)], at)?;
-        out.pop().ok_or_else(|| StateError::Corrupt("no decision".into()))
+        if self.live.load(Ordering::Relaxed) >= self.capacity {
+            self.sweep_at(at);
+        }
+        let now = self.us(at);
+        // One bucket, one lock: the common case skips the multi-bucket bookkeeping.
+        let mut m = lock(&self.shards[self.shard_of(bucket)]);
+        let (d, new_tat) = g.decide(m.get(bucket).copied(), now, cost);
+        if let Some(t) = new_tat {
+            if let Some(v) = m.get_mut(bucket) {
+                *v = t;
+            } else if self.live.load(Ordering::Relaxed) >= self.capacity {
+                return Err(StateError::Full { capacity: self.capacity });
+            } else {
+                m.insert(bucket.into(), t);
+                self.live.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(d)
     }
 
     /// All-or-nothing decision over several buckets: every bucket is evaluated (a name listed

@@ -35,7 +35,7 @@ const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 ///   state is one command per call.
 /// - Time for rate limits comes from Redis `TIME` inside the script, never from a replica.
 ///
-/// Keys (all under the prefix): `n:{scope}:nonce`, `rl:{bucket}`, `idem:{scope}:key`; caller
+/// Keys (all under the prefix): `nonce:{scope}:nonce`, `rl:{bucket}`, `idem:{scope}:key`; caller
 /// text is escaped and long parts hashed (see the crate docs for Cluster/Sentinel notes).
 #[derive(Debug, Clone)]
 pub struct RedisState {
@@ -141,7 +141,7 @@ impl RedisState {
         self.inner.keys.idempotency(scope, key)
     }
 
-    /// `SET <prefix>n:{scope}:<nonce> 1 NX PX <ttl_ms>`: one command, atomic across replicas.
+    /// `SET <prefix>nonce:{scope}:<nonce> 1 NX PX <ttl_ms>`: one command, atomic across replicas.
     pub async fn claim_nonce(
         &self,
         scope: &str,

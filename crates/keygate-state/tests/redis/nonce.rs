@@ -19,7 +19,7 @@ async fn nonce_fresh_then_replayed() {
     assert_eq!(s.claim("AK1", "n-0001", ttl).await.unwrap(), NonceClaim::Replayed);
     assert_eq!(s.claim("AK2", "n-0001", ttl).await.unwrap(), NonceClaim::Fresh);
     let key = s.nonce_key("AK1", "n-0001");
-    assert_eq!(key, format!("{prefix}n:{{AK1}}:n-0001"));
+    assert_eq!(key, format!("{prefix}nonce:{{AK1}}:n-0001"));
     let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut sync_conn(SHARED_URL)).unwrap();
     assert!((59_000..=60_000).contains(&pttl), "PTTL {pttl}");
     assert_eq!(cleanup.keys().len(), 2);

@@ -25,13 +25,14 @@ async fn rate_three_replicas_share_one_budget_within_2_percent() {
     let denied = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let run = Duration::from_millis(2500);
-    let t_start = redis_time_us(SHARED_URL);
-    let deadline = Instant::now() + run;
+    let go = Arc::new(tokio::sync::Barrier::new(10));
     let mut tasks = Vec::new();
     for i in 0..9 {
         let s: RedisState = replicas[i % 3].clone();
-        let (allowed, denied, errors) = (allowed.clone(), denied.clone(), errors.clone());
+        let (allowed, denied, errors, go) = (allowed.clone(), denied.clone(), errors.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
+            go.wait().await;
+            let deadline = Instant::now() + run;
             while Instant::now() < deadline {
                 match s.check("key:AKIDEXAMPLE", &limit, 1).await {
                     Ok(d) if d.allowed => allowed.fetch_add(1, Ordering::Relaxed),
@@ -41,6 +42,8 @@ async fn rate_three_replicas_share_one_budget_within_2_percent() {
             }
         }));
     }
+    let t_start = redis_time_us(SHARED_URL);
+    go.wait().await;
     for t in tasks {
         t.await.unwrap();
     }
