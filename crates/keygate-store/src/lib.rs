@@ -31,8 +31,8 @@ pub use validate::limits;
 pub enum StoreError {
     #[error("cannot open store {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("migrating store {url} failed: {source}")]
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("unsupported store url {0} (expected sqlite:..., postgres://..., mysql://... or mariadb://...)")]
@@ -62,6 +62,8 @@ impl StoreError {
     /// back and running it again may succeed.
     fn is_transient(&self) -> bool {
         let StoreError::Db(sqlx::Error::Database(e)) = self else { return false };
+        // PostgreSQL: serialization failure, deadlock. MySQL reports its deadlock (1213) as
+        // SQLSTATE 40001. SQLite: BUSY, LOCKED, BUSY_RECOVERY, BUSY_SNAPSHOT.
         matches!(e.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "261" | "517"))
     }
 }
@@ -216,7 +218,7 @@ enum Backend {
 }
 
 /// Attempts per write transaction when the database reports a deadlock or serialization failure.
-const WRITE_ATTEMPTS: u32 = 3;
+const WRITE_ATTEMPTS: u32 = 5;
 
 /// Runs `$body` (a repo flow taking the transaction `$tx` by value) on the right backend,
 /// retrying transient failures. A flow re-runs from scratch, so it must not have side effects
@@ -241,8 +243,10 @@ macro_rules! write_tx {
             };
             match result {
                 Err(e) if attempt < WRITE_ATTEMPTS && e.is_transient() => {
-                    attempt += 1;
                     tracing::debug!(attempt, error = %e, "retrying store transaction");
+                    // Staggered so the transactions that collided do not collide again.
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 7)).await;
+                    attempt += 1;
                 }
                 other => break other,
             }
@@ -336,7 +340,12 @@ impl Store {
     /// change counter only when something changed.
     pub async fn upsert_app(&self, app: &AppRecord) -> Result<Upsert, StoreError> {
         validate::app(app)?;
-        write_tx!(self, |tx| repo::upsert_app(tx, &self.actor, app))
+        // A Conflict here means another replica importing the same config inserted the row
+        // first; running again sees it and compares instead.
+        match write_tx!(self, |tx| repo::upsert_app(tx, &self.actor, app)) {
+            Err(StoreError::Conflict(_)) => write_tx!(self, |tx| repo::upsert_app(tx, &self.actor, app)),
+            other => other,
+        }
     }
 
     /// Creates an app under an existing tenant. Unknown tenant → NotFound, duplicate → Conflict.
@@ -382,7 +391,13 @@ impl Store {
     pub async fn upsert_key(&self, key: &KeyRecord, secret: &[u8]) -> Result<Upsert, StoreError> {
         validate::key("key", key)?;
         validate::secret("secret", secret, 1)?;
-        write_tx!(self, |tx| repo::upsert_key(tx, &self.actor, &self.keyring, key, secret))
+        // See upsert_app: a Conflict is a concurrent importer winning the insert race.
+        match write_tx!(self, |tx| repo::upsert_key(tx, &self.actor, &self.keyring, key, secret)) {
+            Err(StoreError::Conflict(_)) => {
+                write_tx!(self, |tx| repo::upsert_key(tx, &self.actor, &self.keyring, key, secret))
+            }
+            other => other,
+        }
     }
 
     /// Creates a key with a platform-generated secret (see [`generate_secret`]; at least
@@ -469,10 +484,23 @@ impl Store {
 
     /// All keys with decrypted secrets, in one query. The caller owns the secrets from here on.
     pub async fn load_keys(&self) -> Result<Vec<KeyWithSecret>, StoreError> {
+        let mut out = Vec::new();
+        self.load_keys_with(|k| out.push(k)).await?;
+        Ok(out)
+    }
+
+    /// The same bulk query as [`Store::load_keys`], handing each decrypted key to `f` as its row
+    /// arrives, so a snapshot builder can keep only its own compact entries (a reload of 100k
+    /// keys then never holds 100k `KeyRecord`s). Returns how many keys were delivered. On error
+    /// the keys already delivered are a partial set: discard them.
+    pub async fn load_keys_with<F: FnMut(KeyWithSecret) + Send>(
+        &self,
+        mut f: F,
+    ) -> Result<usize, StoreError> {
         match &self.backend {
-            Backend::Sqlite(p) => sqlite::load_keys(p, &self.keyring).await,
-            Backend::Postgres(p) => postgres::load_keys(p, &self.keyring).await,
-            Backend::Mysql(p) => mysql::load_keys(p, &self.keyring).await,
+            Backend::Sqlite(p) => sqlite::for_each_key(p, &self.keyring, &mut f).await,
+            Backend::Postgres(p) => postgres::for_each_key(p, &self.keyring, &mut f).await,
+            Backend::Mysql(p) => mysql::for_each_key(p, &self.keyring, &mut f).await,
         }
     }
 
@@ -583,16 +611,34 @@ pub fn backend_kind(url: &str) -> Option<BackendKind> {
 }
 
 /// `scheme://user:password@host/db` → `scheme://user:***@host/db`, for error messages and logs.
+/// A `password=` query parameter (which sqlx also accepts) is masked the same way.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some(parts) => parts,
-        None => return url.to_string(),
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 pub(crate) fn now_secs() -> i64 {
@@ -621,6 +667,10 @@ pub(crate) fn connect_error(url: &str, source: sqlx::Error) -> StoreError {
     StoreError::Connect { url: redact_url(url), source }
 }
 
+pub(crate) fn migrate_error(url: &str, source: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Migrate { url: redact_url(url), source }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,6 +681,10 @@ mod tests {
         assert_eq!(redact_url("postgres://kg@db/x"), "postgres://kg@db/x");
         assert_eq!(redact_url("sqlite://keygate.db"), "sqlite://keygate.db");
         assert_eq!(redact_url("mysql://root:p@ss:w@rd@h/db"), "mysql://root:***@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=kg&password=pw&sslmode=require"),
+            "postgres://h/db?user=kg&password=***&sslmode=require"
+        );
     }
 
     #[test]

@@ -9,12 +9,12 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::repo::{AuditInsert, Tx};
 use crate::rows::{
-    bind_key_columns, bind_key_update, key_columns, open_sealed, AppRow, AuditRow, CiphertextRow, KeyColumns,
-    KeyRow, SealedKeyRow, StoredKey, TenantRow,
+    bind_key_columns, bind_key_update, key_columns, open_row, unwrap_open_error, AppRow, AuditRow,
+    CiphertextRow, KeyColumns, KeyRow, SealedKeyRow, StoredKey, TenantRow,
 };
 use crate::{
-    connect_error, write_error, AdminAuditEntry, AppRecord, KeyRecord, KeyWithSecret, Keyring, StoreError,
-    TenantRecord,
+    connect_error, migrate_error, write_error, AdminAuditEntry, AppRecord, KeyRecord, KeyWithSecret, Keyring,
+    StoreError, TenantRecord,
 };
 
 type R<T> = Result<T, StoreError>;
@@ -27,7 +27,7 @@ pub(crate) async fn open(url: &str) -> R<PgPool> {
         .connect_with(opts)
         .await
         .map_err(|e| connect_error(url, e))?;
-    sqlx::migrate!("migrations/postgres").run(&pool).await?;
+    sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| migrate_error(url, e))?;
     Ok(pool)
 }
 
@@ -35,15 +35,26 @@ pub(crate) async fn begin(pool: &PgPool) -> R<PgTx> {
     Ok(PgTx(pool.begin().await?))
 }
 
-pub(crate) async fn load_keys(pool: &PgPool, keyring: &Keyring) -> R<Vec<KeyWithSecret>> {
-    let rows = sqlx::query_as::<_, SealedKeyRow>(concat!(
+/// Streams every key, decrypted, into `f`; returns how many.
+pub(crate) async fn for_each_key(
+    pool: &PgPool,
+    keyring: &Keyring,
+    f: &mut (dyn FnMut(KeyWithSecret) + Send),
+) -> R<usize> {
+    // Collecting `()` allocates nothing: each key lives only until `f` takes it.
+    let done = sqlx::query(concat!(
         "SELECT ",
         key_columns!(),
         ", master_key_version, secret_ciphertext FROM keys ORDER BY access_key"
     ))
+    .try_map(|row: sqlx::postgres::PgRow| {
+        f(open_row(row, keyring)?);
+        Ok(())
+    })
     .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(|r| open_sealed(r, keyring)).collect()
+    .await
+    .map_err(unwrap_open_error)?;
+    Ok(done.len())
 }
 
 #[derive(Debug)]

@@ -23,7 +23,10 @@ const AUDIT_KEY_LIST_MAX: usize = 1000;
 
 /// The SQL primitives one backend provides on an open transaction. Dropping the value without
 /// `commit` rolls everything back. `lock` asks for a row lock (`FOR UPDATE`) where the backend
-/// has them; SQLite write transactions already hold the database's write lock.
+/// has them; SQLite write transactions already hold the database's write lock. Flows lock rows
+/// they are about to change, but only *read* when checking that a new id is free: a locking read
+/// of a missing row takes an InnoDB gap lock, and two such creators deadlock. The INSERT's
+/// unique violation (mapped to Conflict) settles those races instead.
 pub(crate) trait Tx: Send + Sized {
     fn tenant_get(&mut self, id: &str, lock: bool) -> impl Future<Output = R<Option<TenantRecord>>> + Send;
     fn tenant_list(&mut self) -> impl Future<Output = R<Vec<TenantRecord>>> + Send;
@@ -196,7 +199,7 @@ async fn changed<T: Tx>(
 // ---- tenants ----
 
 pub(crate) async fn create_tenant<T: Tx>(mut tx: T, actor: &str, t: &TenantRecord) -> R<TenantRecord> {
-    if tx.tenant_get(&t.id, true).await?.is_some() {
+    if tx.tenant_get(&t.id, false).await?.is_some() {
         return Err(StoreError::Conflict(format!("tenant {} already exists", t.id)));
     }
     tx.tenant_insert(t, now_secs()).await?;
@@ -244,7 +247,7 @@ pub(crate) async fn delete_tenant<T: Tx>(mut tx: T, actor: &str, id: &str) -> R<
 pub(crate) async fn upsert_app<T: Tx>(mut tx: T, actor: &str, app: &AppRecord) -> R<Upsert> {
     let now = now_secs();
     let mut dirty = false;
-    if tx.tenant_get(&app.tenant_id, true).await?.is_none() {
+    if tx.tenant_get(&app.tenant_id, false).await?.is_none() {
         // Config files name tenants without declaring them.
         let t = TenantRecord { id: app.tenant_id.clone(), name: app.tenant_id.clone() };
         tx.tenant_insert(&t, now).await?;
@@ -275,7 +278,7 @@ pub(crate) async fn create_app<T: Tx>(mut tx: T, actor: &str, app: &AppRecord) -
     if tx.tenant_get(&app.tenant_id, false).await?.is_none() {
         return Err(not_found("tenant", &app.tenant_id));
     }
-    if tx.app_get(&app.id, true).await?.is_some() {
+    if tx.app_get(&app.id, false).await?.is_some() {
         return Err(StoreError::Conflict(format!("app {} already exists", app.id)));
     }
     tx.app_insert(app, now_secs()).await?;
@@ -429,7 +432,7 @@ pub(crate) async fn create_key<T: Tx>(
     action: &str,
 ) -> R<KeyRecord> {
     require_app(&mut tx, &key.app_id).await?;
-    if tx.key_get(&key.access_key, true).await?.is_some() {
+    if tx.key_get(&key.access_key, false).await?.is_some() {
         return Err(StoreError::Conflict(format!("key {} already exists", key.access_key)));
     }
     let rec = with_managed_fields(key, None);
@@ -516,7 +519,7 @@ pub(crate) async fn rotate_key<T: Tx>(
             format!("must be the app of the key being rotated ({})", old.record.app_id),
         ));
     }
-    if tx.key_get(&new_key.access_key, true).await?.is_some() {
+    if tx.key_get(&new_key.access_key, false).await?.is_some() {
         return Err(StoreError::Conflict(format!("key {} already exists", new_key.access_key)));
     }
     let now = now_secs();

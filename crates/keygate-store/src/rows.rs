@@ -237,6 +237,28 @@ impl TryFrom<SealedKeyRow> for StoredKey {
     }
 }
 
+/// The per-row step of `load_keys`, run as each row arrives (`Query::try_map`), so a reload
+/// never holds every raw row and every opened key at once. sqlx's map callback can only fail
+/// with `sqlx::Error`; [`unwrap_open_error`] recovers the `StoreError` inside.
+pub(crate) fn open_row<Row: sqlx::Row>(row: Row, keyring: &Keyring) -> Result<KeyWithSecret, sqlx::Error>
+where
+    for<'r> SealedKeyRow: sqlx::FromRow<'r, Row>,
+{
+    let sealed = <SealedKeyRow as sqlx::FromRow<'_, Row>>::from_row(&row)?;
+    drop(row);
+    open_sealed(sealed, keyring).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(crate) fn unwrap_open_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Decode(inner) => match inner.downcast::<StoreError>() {
+            Ok(store_error) => *store_error,
+            Err(other) => StoreError::Db(sqlx::Error::Decode(other)),
+        },
+        other => StoreError::Db(other),
+    }
+}
+
 /// Decrypts one row for the snapshot; the plaintext goes straight into the caller's `SecretBox`.
 pub(crate) fn open_sealed(row: SealedKeyRow, keyring: &Keyring) -> Result<KeyWithSecret, StoreError> {
     let stored = StoredKey::try_from(row)?;

@@ -26,7 +26,8 @@ pub mod limits {
     pub const MAX_METHOD_LEN: usize = 16;
     pub const MAX_TIMESTAMP_WINDOW_SECS: u32 = 86_400;
     pub const MAX_RATE_PER_SEC: f64 = 1_000_000.0;
-    pub const MAX_BURST: u32 = 1_000_000;
+    /// Any `u32` burst is storable; the config file accepts the same range.
+    pub const MAX_BURST: u32 = u32::MAX;
     pub const MAX_SECRET_LEN: usize = 4096;
     /// Secrets handed to `create_key` are platform-generated, so anything shorter is a bug.
     pub const MIN_GENERATED_SECRET_LEN: usize = 32;
@@ -154,8 +155,8 @@ pub(crate) fn key(prefix: &str, k: &KeyRecord) -> Result<(), StoreError> {
                 format!("must be a number above 0 and at most {MAX_RATE_PER_SEC}"),
             ));
         }
-        if rl.burst == 0 || rl.burst > MAX_BURST {
-            return Err(invalid(f("rate_limit.burst"), format!("must be between 1 and {MAX_BURST}")));
+        if rl.burst == 0 {
+            return Err(invalid(f("rate_limit.burst"), "must be at least 1"));
         }
     }
     if let Some(s) = &k.successor {

@@ -215,7 +215,10 @@ async fn crud_tenants_apps_keys(db: TestDb) {
     assert_not_found(store.update_key(&key("nope", "a1")).await, "key nope");
     assert_not_found(store.update_key(&KeyRecord { app_id: "nope".into(), ..changed }).await, "app nope");
 
-    // Secrets load with the keys.
+    // Secrets load with the keys, collected or streamed.
+    let mut seen = Vec::new();
+    assert_eq!(store.load_keys_with(|k| seen.push(k.record.access_key)).await.unwrap(), 4);
+    assert_eq!(seen, ["AK1", "AK2", "AK3", "AK4"]);
     let loaded = store.load_keys().await.unwrap();
     assert_eq!(loaded.len(), 4);
     let ak2 = loaded.iter().find(|k| k.record.access_key == "AK2").unwrap();

@@ -1,6 +1,7 @@
 // Repository behaviour on a real SQLite file: idempotent upserts, secrets encrypted at rest.
 
 #![allow(clippy::unwrap_used)]
+use std::str::FromStr;
 use std::sync::Arc;
 
 use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store, Upsert};
@@ -88,4 +89,67 @@ async fn key_for_unknown_app_is_rejected_by_foreign_key() {
     let (rec, secret) = key("x");
     assert!(store.upsert_key(&rec, &secret).await.is_err());
     assert!(store.load_keys().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn databases_from_the_first_schema_upgrade_in_place() {
+    // A database migrated by the previous release (0001 only), with an app and a key in it.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kg.db").display());
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(manifest.join("migrations/sqlite/0001_init.sql"), old.join("0001_init.sql")).unwrap();
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+    let ring = keyring();
+    let (version, blob) = ring.seal(b"AKOLD0001", b"old-secret").unwrap();
+    sqlx::query(
+        "INSERT INTO apps (id, tenant_id, name, enabled, created_at, updated_at) VALUES ('acme', 'default', 'Acme', 1, 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO keys (access_key, app_id, scheme, scheme_settings, enabled, valid_from, valid_to, \
+         timestamp_window_secs, secret_ciphertext, master_key_version, description, created_at, updated_at) \
+         VALUES ('AKOLD0001', 'acme', 'kg1-hmac-sha256', '{}', 1, NULL, NULL, 300, ?, ?, 'old', 0, 0)",
+    )
+    .bind(blob)
+    .bind(i64::from(version))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    // This release applies 0002 on open: the tenant appears, the key gains empty policies.
+    let store = Store::open(&url, ring).await.unwrap();
+    assert_eq!(
+        store.list_tenants().await.unwrap(),
+        vec![keygate_store::TenantRecord { id: "default".into(), name: "default".into() }]
+    );
+    let keys = store.load_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].secret.expose_secret(), b"old-secret");
+    let k = &keys[0].record;
+    assert!(k.scopes.is_empty() && k.allowed_cidrs.is_empty() && k.rate_limit.is_none());
+    assert_eq!((k.successor.as_deref(), k.created_by.as_str(), k.description.as_str()), (None, "", "old"));
+    // The tenant guard that replaces a foreign key on SQLite holds.
+    assert!(store.delete_tenant("default").await.is_err());
+    let orphan = AppRecord { id: "x".into(), tenant_id: "nope".into(), name: "x".into(), enabled: true };
+    assert!(matches!(store.create_app(&orphan).await, Err(keygate_store::StoreError::NotFound(_))));
+    store.close().await;
+    // Below the repository too: the triggers refuse an orphan app and a tenant delete.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let err = sqlx::query("INSERT INTO apps (id, tenant_id, name, enabled, created_at, updated_at) VALUES ('x', 'nope', 'x', 1, 0, 0)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    assert!(sqlx::query("DELETE FROM tenants WHERE id = 'default'").execute(&pool).await.is_err());
+    assert!(sqlx::query("UPDATE apps SET tenant_id = 'nope' WHERE id = 'acme'")
+        .execute(&pool)
+        .await
+        .is_err());
 }
