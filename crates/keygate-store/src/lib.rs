@@ -9,6 +9,7 @@
 //! nothing.
 #![forbid(unsafe_code)]
 
+pub mod admin_tokens;
 pub mod crypto;
 mod mysql;
 mod postgres;
@@ -23,6 +24,7 @@ use secrecy::SecretBox;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use admin_tokens::{AdminRole, AdminTokenRecord};
 pub use crypto::{Keyring, MasterKey};
 pub use validate::limits;
 
@@ -573,6 +575,57 @@ impl Store {
         let limit = i64::from(limit.min(1000));
         let offset = i64::try_from(offset).map_err(|_| validate::invalid("offset", "too large"))?;
         read_tx!(self, |tx| repo::list_audit(tx, limit, offset))
+    }
+
+    // ---- admin tokens ----
+
+    /// Creates an admin token; returns its record and the token itself, which exists nowhere
+    /// else (only its SHA-256 is stored): show it once. Tenant and granted apps must exist.
+    pub async fn create_admin_token(
+        &self,
+        rec: &AdminTokenRecord,
+    ) -> Result<(AdminTokenRecord, Zeroizing<String>), StoreError> {
+        let mut rec = rec.clone();
+        rec.id = admin_tokens::new_id()?;
+        rec.created_at = now_secs();
+        rec.created_by = self.actor.to_string();
+        rec.revoked_at = None;
+        admin_tokens::validate(&rec)?;
+        let token = admin_tokens::generate()?;
+        let hash = admin_tokens::hash(&token);
+        let rec = write_tx!(self, |tx| repo::create_admin_token(tx, &self.actor, &rec, &hash))?;
+        Ok((rec, token))
+    }
+
+    /// The active token's record, or `None` for an unknown, revoked or expired token. The
+    /// lookup is by SHA-256, so response time does not depend on how much of a guess matched.
+    pub async fn authenticate_admin_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<AdminTokenRecord>, StoreError> {
+        if !token.starts_with(admin_tokens::TOKEN_PREFIX) || token.len() > 256 {
+            return Ok(None);
+        }
+        let hash = admin_tokens::hash(token);
+        let rec = read_tx!(self, |tx| repo::admin_token_by_hash(tx, &hash))?;
+        Ok(rec.filter(|r| r.is_active(now_secs())))
+    }
+
+    pub async fn get_admin_token(&self, id: &str) -> Result<AdminTokenRecord, StoreError> {
+        read_tx!(self, |tx| repo::get_admin_token(tx, id))
+    }
+
+    /// All tokens, or a tenant's; revoked ones included (with `revoked_at`).
+    pub async fn list_admin_tokens(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        read_tx!(self, |tx| repo::list_admin_tokens(tx, tenant_id))
+    }
+
+    /// Revokes a token at once (idempotent). Returns the record as revoked.
+    pub async fn revoke_admin_token(&self, id: &str) -> Result<AdminTokenRecord, StoreError> {
+        write_tx!(self, |tx| repo::revoke_admin_token(tx, &self.actor, id, now_secs()))
     }
 
     /// Closes the pool (flushes SQLite's WAL).

@@ -7,6 +7,7 @@ use std::future::Future;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
+use crate::admin_tokens::AdminTokenRecord;
 use crate::rows::{to_json, CiphertextRow, StoredKey};
 use crate::validate::{invalid, limits};
 use crate::{
@@ -91,6 +92,21 @@ pub(crate) trait Tx: Send + Sized {
     fn audit_insert(&mut self, row: &AuditInsert<'_>) -> impl Future<Output = R<i64>> + Send;
     fn audit_list(&mut self, limit: i64, offset: i64)
         -> impl Future<Output = R<Vec<AdminAuditEntry>>> + Send;
+
+    fn admin_token_insert(
+        &mut self,
+        rec: &AdminTokenRecord,
+        hash: &str,
+        grants_json: &str,
+    ) -> impl Future<Output = R<()>> + Send;
+    fn admin_token_get(&mut self, id: &str) -> impl Future<Output = R<Option<AdminTokenRecord>>> + Send;
+    fn admin_token_by_hash(&mut self, hash: &str)
+        -> impl Future<Output = R<Option<AdminTokenRecord>>> + Send;
+    fn admin_token_list(
+        &mut self,
+        tenant_id: Option<&str>,
+    ) -> impl Future<Output = R<Vec<AdminTokenRecord>>> + Send;
+    fn admin_token_revoke(&mut self, id: &str, now: i64) -> impl Future<Output = R<()>> + Send;
 
     fn commit(self) -> impl Future<Output = R<()>> + Send;
 }
@@ -620,6 +636,68 @@ pub(crate) async fn list_audit<T: Tx>(mut tx: T, limit: i64, offset: i64) -> R<V
     let rows = tx.audit_list(limit, offset).await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+// ---- admin tokens ----
+
+pub(crate) async fn create_admin_token<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    rec: &AdminTokenRecord,
+    hash: &str,
+) -> R<AdminTokenRecord> {
+    if let Some(tenant) = &rec.tenant_id {
+        if tx.tenant_get(tenant, false).await?.is_none() {
+            return Err(not_found("tenant", tenant));
+        }
+        for (i, app) in rec.app_grants.iter().enumerate() {
+            match tx.app_get(app, false).await? {
+                Some(a) if a.tenant_id == *tenant => {}
+                _ => {
+                    return Err(invalid(
+                        format!("token.app_grants[{i}]"),
+                        format!("app {app} does not exist in tenant {tenant}"),
+                    ))
+                }
+            }
+        }
+    }
+    let grants =
+        serde_json::to_string(&rec.app_grants).map_err(|e| invalid("token.app_grants", e.to_string()))?;
+    tx.admin_token_insert(rec, hash, &grants).await?;
+    audit(&mut tx, actor, "admin_token.create", &rec.id, None, Some(&value(rec)?)).await?;
+    tx.commit().await?;
+    Ok(rec.clone())
+}
+
+pub(crate) async fn revoke_admin_token<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    id: &str,
+    now: i64,
+) -> R<AdminTokenRecord> {
+    let before = tx.admin_token_get(id).await?.ok_or_else(|| not_found("admin token", id))?;
+    if before.revoked_at.is_some() {
+        return Ok(before);
+    }
+    tx.admin_token_revoke(id, now).await?;
+    let mut after = before.clone();
+    after.revoked_at = Some(now);
+    audit(&mut tx, actor, "admin_token.revoke", id, Some(&value(&before)?), Some(&value(&after)?)).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+pub(crate) async fn get_admin_token<T: Tx>(mut tx: T, id: &str) -> R<AdminTokenRecord> {
+    tx.admin_token_get(id).await?.ok_or_else(|| not_found("admin token", id))
+}
+
+pub(crate) async fn admin_token_by_hash<T: Tx>(mut tx: T, hash: &str) -> R<Option<AdminTokenRecord>> {
+    tx.admin_token_by_hash(hash).await
+}
+
+pub(crate) async fn list_admin_tokens<T: Tx>(mut tx: T, tenant_id: Option<&str>) -> R<Vec<AdminTokenRecord>> {
+    tx.admin_token_list(tenant_id).await
 }
 
 #[cfg(test)]

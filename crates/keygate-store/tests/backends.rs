@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use common::{keyring_of, seed_secret, Kind, TestDb};
 use keygate_store::{
-    AppRecord, BackendKind, KeyRecord, Keyring, RateLimit, Store, StoreError, TenantRecord, Upsert,
+    AdminRole, AdminTokenRecord, AppRecord, BackendKind, KeyRecord, Keyring, RateLimit, Store, StoreError,
+    TenantRecord, Upsert,
 };
 use secrecy::ExposeSecret;
 
@@ -44,6 +45,7 @@ backend_tests!(
     touch_last_used_is_batched_and_monotonic,
     admin_audit_records_who_what_before_after,
     concurrent_writers_do_not_lose_updates,
+    admin_tokens_are_hashed_scoped_and_revocable,
 );
 
 async fn run<F, Fut>(kind: Kind, case: F)
@@ -834,6 +836,60 @@ async fn admin_audit_records_who_what_before_after(db: TestDb) {
     let page = base.list_admin_audit(2, 2).await.unwrap();
     assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [all[2].id, all[3].id]);
     assert!(base.list_admin_audit(10, 100).await.unwrap().is_empty());
+}
+
+async fn admin_tokens_are_hashed_scoped_and_revocable(db: TestDb) {
+    let store = seeded(&db).await.with_actor("root");
+    store.create_tenant(&tenant("t2")).await.unwrap();
+    store.create_app(&app("b1", "t2")).await.unwrap();
+
+    let (ops, ops_token) =
+        store.create_admin_token(&AdminTokenRecord::new("ops", AdminRole::GatewayAdmin, None)).await.unwrap();
+    assert!(ops.id.starts_with("tok_") && ops_token.starts_with("kgadm_"));
+    assert_eq!(ops.created_by, "root");
+    let mut dev = AdminTokenRecord::new("dev", AdminRole::TenantDeveloper, Some("t1"));
+    dev.app_grants = vec!["a1".into()];
+    let (dev, dev_token) = store.create_admin_token(&dev).await.unwrap();
+
+    // Authentication by token; unknown, malformed and foreign-prefix tokens are simply unknown.
+    assert_eq!(store.authenticate_admin_token(&ops_token).await.unwrap().unwrap(), ops);
+    assert_eq!(store.authenticate_admin_token(&dev_token).await.unwrap().unwrap().app_grants, ["a1"]);
+    for bad in ["", "kgadm_", "kgadm_nope", "Bearer x", &ops_token[..ops_token.len() - 1]] {
+        assert!(store.authenticate_admin_token(bad).await.unwrap().is_none(), "{bad}");
+    }
+
+    // Grants must be apps of the token's tenant; tenants must exist; nothing half-written.
+    let mut wrong = AdminTokenRecord::new("x", AdminRole::TenantDeveloper, Some("t1"));
+    wrong.app_grants = vec!["b1".into()];
+    assert_invalid(store.create_admin_token(&wrong).await, "token.app_grants[0]");
+    assert_not_found(
+        store.create_admin_token(&AdminTokenRecord::new("x", AdminRole::TenantAdmin, Some("nope"))).await,
+        "tenant nope",
+    );
+    assert_invalid(
+        store.create_admin_token(&AdminTokenRecord::new("x", AdminRole::GatewayAdmin, Some("t1"))).await,
+        "token.tenant_id",
+    );
+    assert_eq!(store.list_admin_tokens(None).await.unwrap().len(), 2);
+    assert_eq!(store.list_admin_tokens(Some("t1")).await.unwrap(), std::slice::from_ref(&dev));
+    assert!(store.list_admin_tokens(Some("t2")).await.unwrap().is_empty());
+
+    // The stored form is a hash: the token text is nowhere in the database.
+    let rows = db.raw_rows().await;
+    assert!(rows.iter().any(|r| String::from_utf8_lossy(r).contains(&ops.id)), "dump covers admin_tokens");
+    for t in [&ops_token, &dev_token] {
+        assert!(!rows.iter().any(|r| r.windows(t.len() - 6).any(|w| w == t[6..].as_bytes())));
+    }
+
+    // Revocation is immediate and idempotent, and audited.
+    let revoked = store.revoke_admin_token(&dev.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.authenticate_admin_token(&dev_token).await.unwrap().is_none());
+    assert_eq!(store.revoke_admin_token(&dev.id).await.unwrap(), revoked);
+    assert_not_found(store.revoke_admin_token("tok_missing").await, "admin token tok_missing");
+    let actions: Vec<String> =
+        store.list_admin_audit(10, 0).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions[..3], ["admin_token.revoke", "admin_token.create", "admin_token.create"]);
 }
 
 async fn concurrent_writers_do_not_lose_updates(db: TestDb) {

@@ -96,7 +96,7 @@ impl TestDb {
         }
     }
 
-    /// Every byte the database holds for keys and audit rows, as one value per row: text columns
+    /// Every byte the database holds for keys, audit rows and admin tokens, as one value per row: text columns
     /// and the raw ciphertext.
     pub async fn raw_rows(&self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -109,6 +109,8 @@ impl TestDb {
                     "SELECT secret_ciphertext FROM keys",
                     "SELECT CAST(actor || '|' || action || '|' || target || '|' || COALESCE(before_json, '') || '|' \
                      || COALESCE(after_json, '') AS BLOB) FROM admin_audit",
+                    "SELECT CAST(id || '|' || name || '|' || token_hash || '|' || role || '|' || COALESCE(tenant_id, '') \
+                     || '|' || app_grants AS BLOB) FROM admin_tokens",
                 ] {
                     out.extend(sqlx::query_scalar::<_, Vec<u8>>(sql).fetch_all(&pool).await.unwrap());
                 }
@@ -116,7 +118,11 @@ impl TestDb {
             }
             Kind::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                for sql in ["SELECT t::text FROM keys t", "SELECT t::text FROM admin_audit t"] {
+                for sql in [
+                    "SELECT t::text FROM keys t",
+                    "SELECT t::text FROM admin_audit t",
+                    "SELECT t::text FROM admin_tokens t",
+                ] {
                     let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
                     out.extend(rows.into_iter().map(String::into_bytes));
                 }
@@ -135,6 +141,7 @@ impl TestDb {
                      allowed_endpoints, allowed_cidrs, created_by, HEX(secret_ciphertext)) FROM `keys`",
                     "SELECT secret_ciphertext FROM `keys`",
                     "SELECT CONCAT_WS('|', actor, action, target, before_json, after_json) FROM admin_audit",
+                    "SELECT CONCAT_WS('|', id, name, token_hash, role, tenant_id, app_grants) FROM admin_tokens",
                 ] {
                     out.extend(sqlx::query_scalar::<_, Vec<u8>>(sql).fetch_all(&pool).await.unwrap());
                 }
