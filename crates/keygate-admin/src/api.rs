@@ -1,0 +1,376 @@
+// The admin API's JSON shapes: what callers send and get back. Kept apart from the store's
+// records so the storage schema can change without breaking the API contract.
+
+use keygate_store::{
+    AdminAuditEntry, AdminRole, AdminTokenRecord, AppRecord, KeyRecord, RateLimit, TenantRecord,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+}
+
+impl From<TenantRecord> for Tenant {
+    fn from(t: TenantRecord) -> Self {
+        Self { id: t.id, name: t.name }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct App {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub enabled: bool,
+}
+
+impl From<AppRecord> for App {
+    fn from(a: AppRecord) -> Self {
+        Self { id: a.id, tenant_id: a.tenant_id, name: a.name, enabled: a.enabled }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub rate_per_sec: f64,
+    pub burst: u32,
+}
+
+/// Key metadata. The secret is never part of it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Key {
+    pub access_key: String,
+    pub app_id: String,
+    pub scheme: String,
+    #[schema(value_type = Object)]
+    pub scheme_settings: serde_json::Value,
+    pub enabled: bool,
+    pub valid_from: Option<i64>,
+    pub valid_to: Option<i64>,
+    pub timestamp_window_secs: u32,
+    pub description: String,
+    pub scopes: Vec<String>,
+    pub allowed_endpoints: Vec<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub rate_limit: Option<Rate>,
+    pub created_by: String,
+    pub last_used_at: Option<i64>,
+    pub successor: Option<String>,
+    pub overlap_until: Option<i64>,
+}
+
+impl From<KeyRecord> for Key {
+    fn from(k: KeyRecord) -> Self {
+        Self {
+            access_key: k.access_key,
+            app_id: k.app_id,
+            scheme: k.scheme,
+            scheme_settings: k.scheme_settings,
+            enabled: k.enabled,
+            valid_from: k.valid_from,
+            valid_to: k.valid_to,
+            timestamp_window_secs: k.timestamp_window_secs,
+            description: k.description,
+            scopes: k.scopes,
+            allowed_endpoints: k.allowed_endpoints,
+            allowed_cidrs: k.allowed_cidrs,
+            rate_limit: k.rate_limit.map(|r| Rate { rate_per_sec: r.rate_per_sec, burst: r.burst }),
+            created_by: k.created_by,
+            last_used_at: k.last_used_at,
+            successor: k.successor,
+            overlap_until: k.overlap_until,
+        }
+    }
+}
+
+/// A new key. Without `secret` keygate generates one (256 bits) and returns it once; with
+/// `secret` (at least 16 bytes) an existing secret is imported and never echoed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Default: generated (`AK` + 20 hex digits).
+    pub access_key: Option<String>,
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub scheme_settings: serde_json::Value,
+    /// Import an existing secret instead of generating one.
+    #[schema(write_only)]
+    pub secret: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub valid_from: Option<i64>,
+    pub valid_to: Option<i64>,
+    #[serde(default = "default_window")]
+    pub timestamp_window_secs: u32,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub allowed_endpoints: Vec<String>,
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
+    pub rate_limit: Option<Rate>,
+}
+
+impl std::fmt::Debug for CreateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateKey")
+            .field("access_key", &self.access_key)
+            .field("scheme", &self.scheme)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Partial update; absent fields are left alone, `null` clears an optional one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub valid_from: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub valid_to: Option<Option<i64>>,
+    pub timestamp_window_secs: Option<u32>,
+    pub description: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_endpoints: Option<Vec<String>>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Rate>)]
+    pub rate_limit: Option<Option<Rate>>,
+}
+
+impl UpdateKey {
+    pub fn apply(self, k: &mut KeyRecord) {
+        if let Some(v) = self.enabled {
+            k.enabled = v;
+        }
+        if let Some(v) = self.valid_from {
+            k.valid_from = v;
+        }
+        if let Some(v) = self.valid_to {
+            k.valid_to = v;
+        }
+        if let Some(v) = self.timestamp_window_secs {
+            k.timestamp_window_secs = v;
+        }
+        if let Some(v) = self.description {
+            k.description = v;
+        }
+        if let Some(v) = self.scopes {
+            k.scopes = v;
+        }
+        if let Some(v) = self.allowed_endpoints {
+            k.allowed_endpoints = v;
+        }
+        if let Some(v) = self.allowed_cidrs {
+            k.allowed_cidrs = v;
+        }
+        if let Some(v) = self.rate_limit {
+            k.rate_limit = v.map(|r| RateLimit { rate_per_sec: r.rate_per_sec, burst: r.burst });
+        }
+    }
+}
+
+/// A created key: its metadata, and the secret exactly once when keygate generated it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    pub key: Key,
+    /// Present only when keygate generated the secret. Store it now: it is never shown again.
+    #[schema(value_type = Option<String>)]
+    pub secret: Option<OnceSecret>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old key keeps verifying (default 1 day, at most 90 days).
+    #[serde(default = "default_overlap")]
+    pub overlap_secs: u64,
+    /// Default: generated.
+    pub new_access_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Rotated {
+    pub old: Key,
+    pub new: Key,
+    /// The new key's secret, shown once.
+    #[schema(value_type = String)]
+    pub secret: OnceSecret,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppRevoked {
+    pub app: App,
+    /// Keys that were enabled and are now disabled.
+    pub keys_disabled: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminToken {
+    pub id: String,
+    pub name: String,
+    /// `gateway_admin`, `tenant_admin` or `tenant_developer`.
+    pub role: String,
+    pub tenant_id: Option<String>,
+    pub app_grants: Vec<String>,
+    pub created_at: i64,
+    pub created_by: String,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<AdminTokenRecord> for AdminToken {
+    fn from(t: AdminTokenRecord) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            role: t.role.as_str().to_string(),
+            tenant_id: t.tenant_id,
+            app_grants: t.app_grants,
+            created_at: t.created_at,
+            created_by: t.created_by,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAdminToken {
+    pub name: String,
+    pub role: String,
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub app_grants: Vec<String>,
+    pub expires_at: Option<i64>,
+}
+
+impl CreateAdminToken {
+    pub fn role(&self) -> Result<AdminRole, crate::AdminError> {
+        AdminRole::parse(&self.role).ok_or_else(|| {
+            crate::AdminError::invalid("role", "must be gateway_admin, tenant_admin or tenant_developer")
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedAdminToken {
+    pub record: AdminToken,
+    /// The bearer token, shown once.
+    #[schema(value_type = String)]
+    pub token: OnceSecret,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+}
+
+impl From<AdminAuditEntry> for AuditEntry {
+    fn from(e: AdminAuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            before: e.before,
+            after: e.after,
+        }
+    }
+}
+
+/// The error envelope every refusal uses.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
+    /// For `invalid_request`: the path of the offending field, e.g. `key.allowed_cidrs[1]`.
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub token: AdminToken,
+}
+
+/// A secret that travels once in a creation response: serialized as a plain string, never
+/// shown by `Debug`, wiped when dropped.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OnceSecret(pub zeroize::Zeroizing<String>);
+
+impl OnceSecret {
+    pub fn new(s: String) -> Self {
+        Self(zeroize::Zeroizing::new(s))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for OnceSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_scheme() -> String {
+    "kg1-hmac-sha256".into()
+}
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+fn default_window() -> u32 {
+    300
+}
+fn default_overlap() -> u64 {
+    86_400
+}
+
+/// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` (via default) when
+/// the field is absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,93 @@
+//! Admin REST API (axum) on its own listener: tenants, apps, keys, admin tokens with roles
+//! (gateway admin, tenant admin, tenant developer), the admin audit trail, and the OpenAPI
+//! document at `/admin/openapi.json`. Every mutation goes through the store, which writes the
+//! audit row and bumps the change counter replicas reload on; secrets leave only once, in the
+//! creation response.
+#![forbid(unsafe_code)]
+
+pub mod api;
+mod error;
+mod handlers;
+pub mod rbac;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use keygate_store::{KeyRecord, Store};
+
+pub use error::AdminError;
+pub use handlers::ApiDoc;
+
+/// Checks a key the store accepted but only the gateway can judge (known scheme, parsable
+/// scheme settings). Returns `(field, reason)` on refusal.
+pub type KeyValidator = Arc<dyn Fn(&KeyRecord) -> Result<(), (String, String)> + Send + Sync>;
+
+/// Called after every successful mutation (e.g. to reload this replica at once and nudge the
+/// others over Redis).
+pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub validate_key: KeyValidator,
+    pub on_change: ChangeHook,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").field("store", &self.store.backend_kind()).finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// A state that accepts any key the store accepts and does nothing on change.
+    pub fn new(store: Store) -> Self {
+        Self { store, validate_key: Arc::new(|_| Ok(())), on_change: Arc::new(|| {}) }
+    }
+}
+
+/// The admin API's routes.
+pub fn router(state: AdminState) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/admin/openapi.json", get(openapi))
+        .route("/admin/whoami", get(whoami))
+        .route("/admin/tenants", get(list_tenants).post(create_tenant))
+        .route("/admin/tenants/{tenant}", get(get_tenant).delete(delete_tenant))
+        .route("/admin/tenants/{tenant}/apps", get(list_apps).post(create_app))
+        .route("/admin/apps/{app}", get(get_app).patch(update_app).delete(delete_app))
+        .route("/admin/apps/{app}/revoke", post(revoke_app))
+        .route("/admin/apps/{app}/keys", get(list_keys).post(create_key))
+        .route("/admin/keys/{key}", get(get_key).patch(update_key).delete(delete_key))
+        .route("/admin/keys/{key}/rotate", post(rotate_key))
+        .route("/admin/keys/{key}/revoke", post(revoke_key))
+        .route("/admin/keys/{key}/enable", post(enable_key))
+        .route("/admin/tokens", get(list_tokens).post(create_token))
+        .route("/admin/tokens/{id}", get(get_token).delete(revoke_token))
+        .route("/admin/audit", get(list_audit))
+        .fallback(|| async { AdminError::NotFound("endpoint".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A request id for envelopes: process-unique, time-ordered.
+pub(crate) fn request_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    format!("adm-{now:x}-{:x}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
