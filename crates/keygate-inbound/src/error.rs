@@ -21,6 +21,12 @@ pub enum GatewayError {
     KeyExpired,
     #[error("access key is not valid yet")]
     KeyNotYetValid,
+    #[error("access key was rotated and its overlap window has ended")]
+    KeyRotated,
+    #[error("this key may not be used from the client's address")]
+    IpNotAllowed,
+    #[error("this key may not call this endpoint")]
+    EndpointNotAllowed,
     #[error("access key is not configured for the {0} scheme")]
     SchemeMismatch(&'static str),
     #[error("request timestamp is outside the allowed window of {window_secs} s")]
@@ -60,6 +66,9 @@ impl GatewayError {
             Self::KeyDisabled => "key_disabled",
             Self::KeyExpired => "key_expired",
             Self::KeyNotYetValid => "key_not_yet_valid",
+            Self::KeyRotated => "key_rotated",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::EndpointNotAllowed => "endpoint_not_allowed",
             Self::SchemeMismatch(_) => "scheme_mismatch",
             Self::TimestampOutOfWindow { .. } => "timestamp_out_of_window",
             Self::NonceReplayed => "nonce_replayed",
@@ -88,9 +97,11 @@ impl GatewayError {
             | Self::KeyDisabled
             | Self::KeyExpired
             | Self::KeyNotYetValid
+            | Self::KeyRotated
             | Self::SchemeMismatch(_)
             | Self::TimestampOutOfWindow { .. }
             | Self::NonceReplayed => StatusCode::UNAUTHORIZED,
+            Self::IpNotAllowed | Self::EndpointNotAllowed => StatusCode::FORBIDDEN,
             Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::IdempotencyInFlight => StatusCode::CONFLICT,

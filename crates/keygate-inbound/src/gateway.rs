@@ -258,6 +258,15 @@ impl Gateway {
             }
         };
 
+        // 5b. Access policy, only now that the caller is proven: a stranger learns nothing
+        //     about which networks or endpoints a key is limited to.
+        if !key.access.ip_allowed(peer.ip()) {
+            return Err(with_key(GatewayError::IpNotAllowed));
+        }
+        if !key.access.endpoint_allowed(&parts.method, raw_path) {
+            return Err(with_key(GatewayError::EndpointNotAllowed));
+        }
+
         // 6–8. Nonce and rate limits, decided together (one Redis round trip when shared).
         //    The nonce is remembered until the request's timestamp leaves the window everywhere.
         let ttl = Duration::from_secs(u64::try_from(ts + window - now).unwrap_or(0)) + NONCE_SLACK;
@@ -452,6 +461,9 @@ fn check_key(key: &KeyEntry, now: i64) -> Result<(), GatewayError> {
     }
     if key.valid_to.is_some_and(|t| now >= t) {
         return Err(GatewayError::KeyExpired);
+    }
+    if key.overlap_until.is_some_and(|t| now >= t) {
+        return Err(GatewayError::KeyRotated);
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! It reads keys only from the in-memory [`Snapshot`], never from the store on the hot path.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod body;
 pub mod error;
 pub mod gateway;
@@ -10,6 +11,7 @@ pub mod proxy;
 pub mod server;
 pub mod snapshot;
 
+pub use access::{AccessPolicy, Cidr, EndpointRule};
 pub use error::GatewayError;
 pub use gateway::{Caller, Gateway, IdempotencySettings, StateHandles};
 pub use proxy::{UpstreamClients, UpstreamOptions};

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_sign::legacy::{FieldLocation, LegacyConfig};
+
+use crate::access::AccessPolicy;
 use keygate_state::BucketLimit;
 use secrecy::SecretBox;
 
@@ -40,6 +42,10 @@ pub struct KeyEntry {
     pub timestamp_window_secs: u32,
     /// Token bucket for all requests of this key, shared by every replica.
     pub rate_limit: Option<BucketLimit>,
+    /// Client networks and endpoints this key may use (checked after the signature holds).
+    pub access: AccessPolicy,
+    /// Set while the key is being rotated: it stops verifying at this Unix second.
+    pub overlap_until: Option<i64>,
     pub secret: SecretBox<[u8]>,
 }
 

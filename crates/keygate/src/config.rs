@@ -37,6 +37,26 @@ pub struct ServerConfig {
     pub reload_interval_ms: u64,
     /// Tokio worker threads (default: one per core).
     pub worker_threads: Option<usize>,
+    /// Admin API listener (`host:port`); off when unset. Keep it on a private interface.
+    pub admin: Option<String>,
+    /// Where the last good snapshot is kept (sealed with the master key) so a restart during a
+    /// store outage still serves. Default: next to a SQLite store, else off.
+    pub snapshot_cache: Option<PathBuf>,
+}
+
+impl Config {
+    /// Where the last good snapshot is cached: `[server] snapshot_cache`, else for a networked
+    /// store (PostgreSQL, MySQL) `keygate-snapshot.cache` next to the config file; none for
+    /// SQLite (the store is a local file already).
+    pub fn snapshot_cache_path(&self, base_dir: &Path) -> Option<PathBuf> {
+        if let Some(p) = &self.server.snapshot_cache {
+            return Some(if p.is_absolute() { p.clone() } else { base_dir.join(p) });
+        }
+        match keygate_store::backend_kind(&self.store.url) {
+            Some(keygate_store::BackendKind::Sqlite) | None => None,
+            Some(_) => Some(base_dir.join("keygate-snapshot.cache")),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -47,6 +67,8 @@ impl Default for ServerConfig {
             tls_key: None,
             reload_interval_ms: default_reload_ms(),
             worker_threads: None,
+            admin: None,
+            snapshot_cache: None,
         }
     }
 }
@@ -209,6 +231,15 @@ pub struct KeyConfig {
     pub legacy: Option<LegacySettings>,
     /// Token bucket for every request of this key, shared across replicas.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Scopes granted to the key (free-form labels the upstream may check).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `"METHOD /path/pattern"` entries; empty allows every endpoint.
+    #[serde(default)]
+    pub allowed_endpoints: Vec<String>,
+    /// Client networks (CIDR, IPv4 or IPv6); empty allows every address.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
 }
 
 impl std::fmt::Debug for KeyConfig {

@@ -102,6 +102,9 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
             description: "created by keygate serve --demo".into(),
             legacy: None,
             rate_limit: None,
+            scopes: Vec::new(),
+            allowed_endpoints: Vec::new(),
+            allowed_cidrs: Vec::new(),
         }],
     });
     Ok(cfg)

@@ -3,9 +3,12 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // printing is a CLI's job
 
+mod admin_cli;
+mod cache;
 mod client;
 mod config;
 mod demo;
+mod nudge;
 mod serve;
 mod time;
 
@@ -78,6 +81,59 @@ enum Command {
         #[command(subcommand)]
         command: MasterKeyCommand,
     },
+    /// Create the first admin token directly on the store (later ones: `keygate tokens create`).
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+    /// Tenants, through the admin API.
+    Tenants {
+        #[command(flatten)]
+        conn: admin_cli::Conn,
+        #[command(subcommand)]
+        command: admin_cli::TenantCmd,
+    },
+    /// Apps, through the admin API.
+    Apps {
+        #[command(flatten)]
+        conn: admin_cli::Conn,
+        #[command(subcommand)]
+        command: admin_cli::AppCmd,
+    },
+    /// Access keys, through the admin API.
+    Keys {
+        #[command(flatten)]
+        conn: admin_cli::Conn,
+        #[command(subcommand)]
+        command: admin_cli::KeyCmd,
+    },
+    /// Admin tokens, through the admin API.
+    Tokens {
+        #[command(flatten)]
+        conn: admin_cli::Conn,
+        #[command(subcommand)]
+        command: admin_cli::TokenCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCommand {
+    /// Create an admin token and print it once.
+    Create {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// gateway_admin, tenant_admin or tenant_developer.
+        #[arg(long, default_value = "gateway_admin")]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +142,12 @@ enum MasterKeyCommand {
     Generate {
         #[arg(long, default_value_t = 1)]
         version: u32,
+    },
+    /// Re-wrap every stored data key under the newest master key, without downtime. Give all
+    /// keys in KEYGATE_MASTER_KEY, comma-separated (old and new); the highest version seals.
+    Rotate {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
     },
 }
 
@@ -165,7 +227,60 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", &*text);
             Ok(0)
         }
+        Command::MasterKey { command: MasterKeyCommand::Rotate { config } } => {
+            let cfg = config::Config::load(&config)?;
+            with_store(&cfg, |store| async move {
+                let n = store.with_actor("cli").rewrap_all().await?;
+                println!("re-wrapped {n} secret(s) under the current master key");
+                Ok(())
+            })?;
+            Ok(0)
+        }
+        Command::AdminToken {
+            command: AdminTokenCommand::Create { config, name, role, tenant, grants, json },
+        } => {
+            let cfg = config::Config::load(&config)?;
+            with_store(&cfg, |store| async move {
+                admin_cli::bootstrap_token(&store, &name, &role, tenant.as_deref(), &grants, json).await
+            })?;
+            Ok(0)
+        }
+        Command::Tenants { conn, command } => {
+            current_thread()?.block_on(admin_cli::tenants(&conn, &command))?;
+            Ok(0)
+        }
+        Command::Apps { conn, command } => {
+            current_thread()?.block_on(admin_cli::apps(&conn, &command))?;
+            Ok(0)
+        }
+        Command::Keys { conn, command } => {
+            current_thread()?.block_on(admin_cli::keys(&conn, &command))?;
+            Ok(0)
+        }
+        Command::Tokens { conn, command } => {
+            current_thread()?.block_on(admin_cli::tokens(&conn, &command))?;
+            Ok(0)
+        }
     }
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Runs `f` with the configured store open (and closed afterwards).
+fn with_store<F, Fut>(cfg: &config::Config, f: F) -> Result<()>
+where
+    F: FnOnce(keygate_store::Store) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    current_thread()?.block_on(async {
+        let keyring = std::sync::Arc::new(serve::load_keyring(cfg.store.master_key_file.as_deref())?);
+        let store = keygate_store::Store::open(&cfg.store.url, keyring).await?;
+        let result = f(store.clone()).await;
+        store.close().await;
+        result
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -13,6 +13,7 @@ use keygate_inbound::{
 use keygate_state::{MemoryGate, MemoryIdempotencyStore, RedisState, ResilientGate};
 use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store};
 
+use crate::cache::{self, SnapshotData};
 use crate::config::{Config, LegacySettings, SCHEME_KG1, SCHEME_LEGACY};
 
 /// What `serve` needs beyond the config file.
@@ -30,22 +31,28 @@ impl std::fmt::Debug for ServeOptions {
     }
 }
 
-/// Reads the master key: `KEYGATE_MASTER_KEY`, else the configured file.
+/// Reads the master keys: `KEYGATE_MASTER_KEY`, else the configured file. Either may hold
+/// several keys separated by commas or newlines (during a master-key rotation: the old ones and
+/// the new one); the highest version seals, every listed version opens.
 pub fn load_keyring(file: Option<&Path>) -> Result<Keyring> {
-    let key = if let Ok(text) = std::env::var("KEYGATE_MASTER_KEY") {
-        MasterKey::parse(&text).context("KEYGATE_MASTER_KEY")?
+    let (text, source) = if let Ok(text) = std::env::var("KEYGATE_MASTER_KEY") {
+        (zeroize::Zeroizing::new(text), "KEYGATE_MASTER_KEY".to_string())
     } else if let Some(path) = file {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading master key file {}", path.display()))?,
         );
-        MasterKey::parse(&text).with_context(|| format!("master key file {}", path.display()))?
+        (text, format!("master key file {}", path.display()))
     } else {
         anyhow::bail!(
             "no master key: set KEYGATE_MASTER_KEY (generate one with `keygate master-key generate`) or [store] master_key_file"
         );
     };
-    Ok(Keyring::new([key])?)
+    let mut keys = Vec::new();
+    for part in text.split([',', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+        keys.push(MasterKey::parse(part).with_context(|| source.clone())?);
+    }
+    Keyring::new(keys).with_context(|| source.clone())
 }
 
 /// Writes the config's apps and keys into the store; unchanged entries are left alone.
@@ -82,6 +89,9 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
                 rate_limit: k
                     .rate_limit
                     .map(|r| keygate_store::RateLimit { rate_per_sec: r.rate_per_sec, burst: r.burst }),
+                scopes: k.scopes.clone(),
+                allowed_endpoints: k.allowed_endpoints.clone(),
+                allowed_cidrs: k.allowed_cidrs.clone(),
                 ..KeyRecord::default()
             };
             if store.upsert_key(&rec, &secret).await? != keygate_store::Upsert::Unchanged {
@@ -92,52 +102,78 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
     Ok((total, changed))
 }
 
-/// Builds the data plane's snapshot from the store and the configured routes. A key whose app
-/// is disabled is loaded disabled.
-pub async fn build_snapshot(store: &Store, routes: &[Route]) -> Result<Snapshot> {
+/// Reads everything a snapshot is built from, in one pass over the keys.
+pub async fn load_data(store: &Store) -> Result<SnapshotData> {
     let version = store.change_counter().await?;
+    let apps = store.list_apps().await?;
+    let keys = store.load_keys().await?;
+    Ok(SnapshotData { version, apps, keys })
+}
+
+/// Builds the data plane's snapshot. A key whose app is disabled is loaded disabled; a key whose
+/// stored policy cannot be parsed is not loaded at all (fail closed: an unparsable allowlist must
+/// not become "allow everything").
+pub fn build_snapshot(data: SnapshotData, routes: &[Route]) -> Snapshot {
     let apps: std::collections::HashMap<String, bool> =
-        store.list_apps().await?.into_iter().map(|a| (a.id, a.enabled)).collect();
-    let mut keys = Vec::new();
-    for k in store.load_keys().await? {
-        let r = k.record;
-        let scheme = match r.scheme.as_str() {
-            SCHEME_KG1 => KeyScheme::Kg1,
-            SCHEME_LEGACY => {
-                let s: LegacySettings = serde_json::from_value(r.scheme_settings.clone())
-                    .with_context(|| format!("legacy settings of {}", r.access_key))?;
-                KeyScheme::Legacy(s.to_config()?)
+        data.apps.into_iter().map(|a| (a.id, a.enabled)).collect();
+    let keys = data.keys.into_iter().filter_map(|k| key_entry(k, &apps)).collect();
+    Snapshot::new(keys, routes.to_vec(), data.version)
+}
+
+fn key_entry(
+    k: keygate_store::KeyWithSecret,
+    apps: &std::collections::HashMap<String, bool>,
+) -> Option<KeyEntry> {
+    let r = k.record;
+    let scheme = match r.scheme.as_str() {
+        SCHEME_KG1 => KeyScheme::Kg1,
+        SCHEME_LEGACY => {
+            let parsed = serde_json::from_value::<LegacySettings>(r.scheme_settings.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.to_config());
+            match parsed {
+                Ok(cfg) => KeyScheme::Legacy(cfg),
+                Err(e) => {
+                    tracing::error!(access_key = %r.access_key, error = %format!("{e:#}"), "bad legacy settings in store; key not loaded");
+                    return None;
+                }
             }
-            other => {
-                tracing::error!(access_key = %r.access_key, scheme = other, "unknown scheme in store; key not loaded");
-                continue;
-            }
-        };
-        let app_enabled = apps.get(&r.app_id).copied().unwrap_or(false);
-        keys.push(KeyEntry {
-            access_key: r.access_key,
-            app_id: r.app_id,
-            scheme,
-            enabled: r.enabled && app_enabled,
-            valid_from: r.valid_from,
-            valid_to: r.valid_to,
-            timestamp_window_secs: r.timestamp_window_secs,
-            rate_limit: r
-                .rate_limit
-                .map(|l| keygate_state::BucketLimit { rate_per_sec: l.rate_per_sec, burst: l.burst }),
-            secret: k.secret,
-        });
-    }
-    Ok(Snapshot::new(keys, routes.to_vec(), version))
+        }
+        other => {
+            tracing::error!(access_key = %r.access_key, scheme = other, "unknown scheme in store; key not loaded");
+            return None;
+        }
+    };
+    let access = match keygate_inbound::AccessPolicy::parse(&r.allowed_cidrs, &r.allowed_endpoints) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(access_key = %r.access_key, error = %e, "bad access policy in store; key not loaded");
+            return None;
+        }
+    };
+    let app_enabled = apps.get(&r.app_id).copied().unwrap_or(false);
+    Some(KeyEntry {
+        access_key: r.access_key,
+        app_id: r.app_id,
+        scheme,
+        enabled: r.enabled && app_enabled,
+        valid_from: r.valid_from,
+        valid_to: r.valid_to,
+        timestamp_window_secs: r.timestamp_window_secs,
+        rate_limit: r
+            .rate_limit
+            .map(|l| keygate_state::BucketLimit { rate_per_sec: l.rate_per_sec, burst: l.burst }),
+        access,
+        // Only a rotated key (one with a successor) stops at the end of its overlap.
+        overlap_until: r.successor.as_ref().and(r.overlap_until),
+        secret: k.secret,
+    })
 }
 
 pub async fn run(opts: ServeOptions) -> Result<()> {
     let cfg = &opts.config;
     let keyring = Arc::new(load_keyring(cfg.store.master_key_file.as_deref())?);
-    let store = Store::open(&cfg.store.url, keyring).await?;
-    let (total, changed) = import(&store, cfg, &opts.base_dir).await?;
-    tracing::info!(keys = total, changed, "config imported");
-
+    let cache_path = cfg.snapshot_cache_path(&opts.base_dir);
     let routes: Vec<Route> = cfg.routes.iter().map(|r| r.to_route()).collect::<Result<_>>()?;
     if routes.is_empty() {
         tracing::warn!("no [[routes]] configured: every request will get route_not_found");
@@ -145,19 +181,92 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     for r in routes.iter().filter(|r| r.auth == keygate_inbound::RouteAuth::None) {
         tracing::warn!(path_prefix = %r.path_prefix, "route has auth = \"none\": requests are forwarded unauthenticated");
     }
-    let snapshot = build_snapshot(&store, &routes).await?;
+
+    // The store, or — when it is unreachable at startup — the last good snapshot from disk.
+    let (store, data) = match Store::open(&cfg.store.url, keyring.clone()).await {
+        Ok(store) => {
+            let (total, changed) = import(&store, cfg, &opts.base_dir).await?;
+            tracing::info!(keys = total, changed, "config imported");
+            let data = load_data(&store).await?;
+            (Some(store), data)
+        }
+        Err(e) => {
+            let Some(path) = cache_path.as_deref().filter(|p| p.exists()) else {
+                return Err(anyhow::Error::new(e)
+                    .context("the store is unreachable and there is no snapshot cache to serve from"));
+            };
+            let data = cache::read(path, &keyring)
+                .with_context(|| format!("the store is unreachable ({e}); reading the snapshot cache"))?;
+            tracing::warn!(error = %e, cache = %path.display(), version = data.version,
+                "store unreachable at startup: serving the cached snapshot until it returns");
+            (None, data)
+        }
+    };
+    if let (Some(path), Some(_)) = (cache_path.as_deref(), store.as_ref()) {
+        if let Err(e) = cache::write(path, &keyring, &data) {
+            tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
+        }
+    }
+    let snapshot = build_snapshot(data, &routes);
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
     let (state, sweeper) = build_state(&cfg.state)?;
     let upstream =
         UpstreamClients::new(&keygate_inbound::UpstreamOptions::default()).context("upstream TLS roots")?;
     let gateway = Arc::new(Gateway::new(snapshot, state, upstream));
+    let nudge = Arc::new(tokio::sync::Notify::new());
+    let nudger = cfg.state.redis.as_ref().map(|url| {
+        tokio::spawn(crate::nudge::subscribe(
+            url.clone(),
+            crate::nudge::channel(&cfg.state.key_prefix),
+            nudge.clone(),
+        ))
+    });
     let reloader = tokio::spawn(reload_loop(
-        store.clone(),
+        Reloader {
+            url: cfg.store.url.clone(),
+            keyring: keyring.clone(),
+            store: store.clone(),
+            cache: cache_path.clone(),
+            routes,
+        },
         gateway.clone(),
-        routes,
+        nudge.clone(),
         Duration::from_millis(cfg.server.reload_interval_ms.max(50)),
     ));
+
+    let admin = match (&cfg.server.admin, &store) {
+        (Some(addr), Some(store)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding admin listener {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(addr = %local, "admin listening on http://{local}");
+            let publisher =
+                cfg.state.redis.as_ref().map(|url| crate::nudge::Publisher::new(url, &cfg.state.key_prefix));
+            let local_nudge = nudge.clone();
+            let state = keygate_admin::AdminState {
+                store: store.clone(),
+                validate_key: Arc::new(validate_key),
+                on_change: Arc::new(move || {
+                    local_nudge.notify_one();
+                    if let Some(p) = &publisher {
+                        p.publish();
+                    }
+                }),
+            };
+            Some(tokio::spawn(async move {
+                if let Err(e) = keygate_admin::serve(listener, state, shutdown_signal()).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            }))
+        }
+        (Some(_), None) => {
+            tracing::warn!("admin API not started: the store is unreachable (restart once it is back)");
+            None
+        }
+        (None, _) => None,
+    };
 
     let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
@@ -174,9 +283,40 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     server.serve(shutdown_signal()).await;
     sweeper.abort();
     reloader.abort();
-    store.close().await;
+    if let Some(n) = nudger {
+        n.abort();
+    }
+    if let Some(a) = admin {
+        a.abort();
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin API's gateway-side key check: a scheme this gateway verifies, with settings it can
+/// parse, and an access policy it can enforce.
+fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
+    match k.scheme.as_str() {
+        SCHEME_KG1 => {}
+        SCHEME_LEGACY => {
+            serde_json::from_value::<LegacySettings>(k.scheme_settings.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.to_config())
+                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
+        }
+        other => {
+            return Err((
+                "key.scheme".into(),
+                format!("unknown scheme {other:?}; this gateway verifies {SCHEME_KG1} and {SCHEME_LEGACY}"),
+            ))
+        }
+    }
+    keygate_inbound::AccessPolicy::parse(&k.allowed_cidrs, &k.allowed_endpoints)
+        .map(|_| ())
+        .map_err(|e| ("key.access_policy".into(), e))
 }
 
 /// Request state: Redis shared by all replicas (with the failure policy) when configured, else
@@ -230,26 +370,62 @@ fn build_state(cfg: &crate::config::StateConfig) -> Result<(StateHandles, tokio:
     }
 }
 
-/// Polls the change counter; on a change rebuilds the snapshot. On error keeps serving the last
-/// good snapshot and says so.
-async fn reload_loop(store: Store, gateway: Arc<Gateway>, routes: Vec<Route>, every: Duration) {
+/// What the reload loop needs to (re)build snapshots.
+struct Reloader {
+    url: String,
+    keyring: Arc<Keyring>,
+    /// `None` while the store has been unreachable since startup.
+    store: Option<Store>,
+    cache: Option<PathBuf>,
+    routes: Vec<Route>,
+}
+
+/// Polls the change counter (and wakes early on a nudge from this replica's admin API or from
+/// Redis); on a change rebuilds the snapshot and refreshes the cache. On error keeps serving the
+/// last good snapshot and says so once.
+async fn reload_loop(
+    mut r: Reloader,
+    gateway: Arc<Gateway>,
+    nudge: Arc<tokio::sync::Notify>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = nudge.notified() => {}
+        }
         let current = gateway.snapshot().version;
         let result = async {
+            if r.store.is_none() {
+                r.store = Some(Store::open(&r.url, r.keyring.clone()).await?);
+                tracing::info!("store reachable again");
+            }
+            let Some(store) = r.store.as_ref() else { return Ok(None) };
             let v = store.change_counter().await?;
             if v == current {
                 return Ok::<_, anyhow::Error>(None);
             }
-            Ok(Some(build_snapshot(&store, &routes).await?))
+            Ok(Some(load_data(store).await?))
         }
         .await;
         match result {
-            Ok(Some(s)) => {
-                tracing::info!(version = s.version, keys = s.key_count(), "snapshot reloaded");
+            Ok(Some(data)) => {
+                if let Some(path) = &r.cache {
+                    if let Err(e) = cache::write(path, &r.keyring, &data) {
+                        tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
+                    }
+                }
+                let started = std::time::Instant::now();
+                let s = build_snapshot(data, &r.routes);
+                tracing::info!(
+                    version = s.version,
+                    keys = s.key_count(),
+                    build_ms = started.elapsed().as_millis() as u64,
+                    "snapshot reloaded"
+                );
                 gateway.swap_snapshot(s);
                 failing = false;
             }

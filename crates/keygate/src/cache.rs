@@ -1,0 +1,156 @@
+// The last good snapshot on local disk, so a replica restarted during a store outage still
+// serves (seed 000: restart falls back to cached configuration). The file holds secrets, so it
+// is sealed with the master key (AES-256-GCM under a fresh data key, like a store row) and
+// written atomically (temp file + rename) with mode 0600.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use keygate_store::{AppRecord, KeyRecord, KeyWithSecret, Keyring};
+use secrecy::{ExposeSecret, SecretBox};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Binds the ciphertext to its purpose: a store row can never be passed off as a cache file.
+const AAD: &[u8] = b"keygate-snapshot-cache-v1";
+const MAGIC: &[u8] = b"KGSNAP1\n";
+
+/// Everything a snapshot is built from.
+pub struct SnapshotData {
+    pub version: i64,
+    pub apps: Vec<AppRecord>,
+    pub keys: Vec<KeyWithSecret>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedKey {
+    record: KeyRecord,
+    secret_b64: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    version: i64,
+    written_at: i64,
+    apps: Vec<AppRecord>,
+    keys: Vec<CachedKey>,
+}
+
+/// Writes `data` sealed to `path` (atomically).
+pub fn write(path: &Path, keyring: &Keyring, data: &SnapshotData) -> Result<()> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let file = CacheFile {
+        version: data.version,
+        written_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        apps: data.apps.clone(),
+        keys: data
+            .keys
+            .iter()
+            .map(|k| CachedKey { record: k.record.clone(), secret_b64: b64.encode(k.secret.expose_secret()) })
+            .collect(),
+    };
+    let plain = Zeroizing::new(serde_json::to_vec(&file)?);
+    drop(file); // holds base64 secrets; the sealed bytes are all that leaves this function
+    let (version, blob) = keyring.seal(AAD, &plain).context("sealing the snapshot cache")?;
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + blob.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&blob);
+    let tmp = tmp_path(path);
+    write_private(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Reads a cache written by [`write`]. Any tampering or a wrong master key fails.
+pub fn read(path: &Path, keyring: &Keyring) -> Result<SnapshotData> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let rest = bytes.strip_prefix(MAGIC).context("not a keygate snapshot cache")?;
+    anyhow::ensure!(rest.len() > 4, "snapshot cache is truncated");
+    let (v, blob) = rest.split_at(4);
+    let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    let plain = keyring
+        .open(version, AAD, blob)
+        .context("opening the snapshot cache (wrong master key or tampered file)")?;
+    let file: CacheFile = serde_json::from_slice(&plain).context("decoding the snapshot cache")?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut keys = Vec::with_capacity(file.keys.len());
+    for k in file.keys {
+        let secret = Zeroizing::new(b64.decode(k.secret_b64.as_bytes()).context("snapshot cache secret")?);
+        keys.push(KeyWithSecret {
+            record: k.record,
+            secret: SecretBox::new(secret.to_vec().into_boxed_slice()),
+        });
+    }
+    Ok(SnapshotData { version: file.version, apps: file.apps, keys })
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_store::MasterKey;
+
+    fn ring(v: u32) -> Keyring {
+        Keyring::new([MasterKey::generate(v).unwrap().0]).unwrap()
+    }
+
+    #[test]
+    fn round_trips_sealed_and_refuses_tampering_or_another_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.cache");
+        let k = ring(1);
+        let data = SnapshotData {
+            version: 42,
+            apps: vec![AppRecord { id: "a".into(), tenant_id: "t".into(), name: "A".into(), enabled: true }],
+            keys: vec![KeyWithSecret {
+                record: KeyRecord { access_key: "AK1".into(), app_id: "a".into(), ..KeyRecord::default() },
+                secret: SecretBox::new(b"very-secret-value-123".to_vec().into_boxed_slice()),
+            }],
+        };
+        write(&path, &k, &data).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert!(!raw.windows(12).any(|w| w == b"very-secret-"), "secret in clear");
+        assert!(!raw.windows(3).any(|w| w == b"AK1"), "metadata in clear");
+        let back = read(&path, &k).unwrap();
+        assert_eq!(back.version, 42);
+        assert_eq!(back.keys[0].record.access_key, "AK1");
+        assert_eq!(back.keys[0].secret.expose_secret(), b"very-secret-value-123");
+        assert!(read(&path, &ring(1)).is_err(), "another master key");
+        let mut bad = raw.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(read(&path, &k).is_err(), "tampered");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            write(&path, &k, &data).unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}
