@@ -134,6 +134,8 @@ pub mod tokio_stream_like {
 pub struct Keygate {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, when `[server] admin` is configured.
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -173,7 +175,7 @@ pub fn start_keygate(config: &str, env: &[(&str, &str)]) -> Keygate {
     start_with(dir, &cfg_path, env)
 }
 
-fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)]) -> Keygate {
+pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)]) -> Keygate {
     let mut cmd = Command::new(bin());
     cmd.args(["--log-format", "json", "serve", "--config"])
         .arg(cfg_path)
@@ -190,12 +192,17 @@ fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)]) -> 
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel();
     let log2 = log.clone();
+    let admin: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let admin2 = admin.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if let Some(addr) = v.get("addr").and_then(|a| a.as_str()) {
+                    if v["message"].as_str().unwrap_or("").starts_with("admin listening") {
+                        *admin2.lock().unwrap() = addr.parse().ok();
+                    }
                     if v["message"].as_str().unwrap_or("").starts_with("inbound listening") {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
@@ -213,7 +220,8 @@ fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)]) -> 
             panic!("keygate did not start; log:\n{}", log.lock().unwrap().join("\n"));
         }
     };
-    Keygate { child, addr, dir, log }
+    let admin = *admin.lock().unwrap();
+    Keygate { child, addr, admin, dir, log }
 }
 
 /// Minimal HTTP client for the tests (HTTP/1.1, or h2c with `http2`).
