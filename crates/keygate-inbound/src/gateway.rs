@@ -266,6 +266,10 @@ impl Gateway {
         if !key.access.endpoint_allowed(&parts.method, raw_path) {
             return Err(with_key(GatewayError::EndpointNotAllowed));
         }
+        // Last use: one relaxed atomic, written only when the second changes.
+        if key.last_used.load(std::sync::atomic::Ordering::Relaxed) != now {
+            key.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
 
         // 6–8. Nonce and rate limits, decided together (one Redis round trip when shared).
         //    The nonce is remembered until the request's timestamp leaves the window everywhere.

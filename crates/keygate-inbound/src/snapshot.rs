@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,10 @@ pub struct KeyEntry {
     /// Set while the key is being rotated: it stops verifying at this Unix second.
     pub overlap_until: Option<i64>,
     pub secret: SecretBox<[u8]>,
+    /// Unix second of the last request this key signed successfully (0: none since this
+    /// process loaded it). Written with one relaxed atomic per request; the binary flushes it to
+    /// the store in batches, so `last_used_at` never costs a write per request.
+    pub last_used: AtomicI64,
 }
 
 impl fmt::Debug for KeyEntry {
@@ -142,6 +147,11 @@ impl Snapshot {
     /// The key with this access key.
     pub fn key(&self, access_key: &str) -> Option<&Arc<KeyEntry>> {
         self.keys.get(access_key)
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<KeyEntry>> {
+        self.keys.values()
     }
 
     /// Number of keys.

@@ -69,6 +69,94 @@ async fn bench(kind: Kind) {
         assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("RESULT"), "child printed no result:\n{stdout}");
     }
+    // The real gateway on the same rows: startup load, reload after a change, RSS per 100k keys.
+    if let Ok(bin) = std::env::var("KG_BENCH_GATEWAY_BIN") {
+        let empty = TestDb::new(kind).await;
+        let base = gateway_run(&bin, &empty.url, false).await;
+        let full = gateway_run(&bin, &db.url, true).await;
+        println!(
+            "RESULT {kind:?}: keygate serve with {KEYS} keys: startup to listening {:.0} ms; reloads after a change \
+             (load + build) {:?} ms; RSS {:.1} MiB vs {:.1} MiB with no keys = {:.1} MiB per 100k keys",
+            full.startup_ms,
+            full.reloads,
+            full.rss as f64 / 1048576.0,
+            base.rss as f64 / 1048576.0,
+            full.rss.saturating_sub(base.rss) as f64 / 1048576.0 * (100_000.0 / KEYS as f64),
+        );
+    }
+}
+
+struct GatewayRun {
+    startup_ms: f64,
+    reloads: Vec<(u64, u64)>,
+    rss: u64,
+}
+
+/// Starts `keygate serve` on `url`, waits for it to listen, measures its RSS and (if `reload`)
+/// three reloads triggered by store changes; reads figures from its JSON log.
+async fn gateway_run(bin: &str, url: &str, reload: bool) -> GatewayRun {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kg.toml");
+    std::fs::write(
+        &cfg,
+        format!("[server]\ninbound = \"127.0.0.1:0\"\nreload_interval_ms = 50\nsnapshot_cache = \"{}/cache\"\n[store]\nurl = \"{url}\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let b64 = |v: u8| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([v + 40; 32])
+    };
+    let t = Instant::now();
+    let mut child = std::process::Command::new(bin)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&cfg)
+        .env("KEYGATE_MASTER_KEY", format!("v1:{},v2:{}", b64(1), b64(2)))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let wait_for = |msg: &str| loop {
+        let v = rx.recv_timeout(Duration::from_secs(120)).expect("keygate log");
+        if v["message"].as_str().unwrap_or("").starts_with(msg) {
+            return v;
+        }
+    };
+    wait_for("inbound listening");
+    let startup_ms = t.elapsed().as_secs_f64() * 1e3;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut reloads = Vec::new();
+    if reload {
+        let store = Store::open(url, keyring_of(&[1, 2])).await.unwrap();
+        for i in 0..3 {
+            store.create_tenant(&TenantRecord { id: format!("bump{i}"), name: "b".into() }).await.unwrap();
+            let v = wait_for("snapshot reloaded");
+            reloads.push((v["load_ms"].as_u64().unwrap(), v["build_ms"].as_u64().unwrap()));
+        }
+        store.close().await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    GatewayRun { startup_ms, reloads, rss: kb * 1024 }
 }
 
 #[tokio::test]

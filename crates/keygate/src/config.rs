@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub worker_threads: Option<usize>,
     /// Admin API listener (`host:port`); off when unset. Keep it on a private interface.
     pub admin: Option<String>,
+    /// How often keys' last-use times are written to the store (batched).
+    #[serde(default = "default_last_used_flush_ms")]
+    pub last_used_flush_ms: u64,
     /// Where the last good snapshot is kept (sealed with the master key) so a restart during a
     /// store outage still serves. Default: next to a SQLite store, else off.
     pub snapshot_cache: Option<PathBuf>,
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             reload_interval_ms: default_reload_ms(),
             worker_threads: None,
             admin: None,
+            last_used_flush_ms: default_last_used_flush_ms(),
             snapshot_cache: None,
         }
     }
@@ -512,6 +516,9 @@ pub fn check_access_key(ak: &str) -> Result<()> {
 
 fn default_inbound() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_last_used_flush_ms() -> u64 {
+    10_000
 }
 fn default_reload_ms() -> u64 {
     1000

@@ -113,11 +113,52 @@ pub async fn load_data(store: &Store) -> Result<SnapshotData> {
 /// Builds the data plane's snapshot. A key whose app is disabled is loaded disabled; a key whose
 /// stored policy cannot be parsed is not loaded at all (fail closed: an unparsable allowlist must
 /// not become "allow everything").
-pub fn build_snapshot(data: SnapshotData, routes: &[Route]) -> Snapshot {
+pub fn build_snapshot(data: SnapshotData, routes: &[Route], previous: Option<&Snapshot>) -> Snapshot {
+    use std::sync::atomic::Ordering::Relaxed;
     let apps: std::collections::HashMap<String, bool> =
         data.apps.into_iter().map(|a| (a.id, a.enabled)).collect();
-    let keys = data.keys.into_iter().filter_map(|k| key_entry(k, &apps)).collect();
+    let keys = data
+        .keys
+        .into_iter()
+        .filter_map(|k| key_entry(k, &apps))
+        .inspect(|k| {
+            // Uses not yet flushed to the store survive the swap.
+            if let Some(old) = previous.and_then(|p| p.key(&k.access_key)) {
+                k.last_used.store(old.last_used.load(Relaxed), Relaxed);
+            }
+        })
+        .collect();
     Snapshot::new(keys, routes.to_vec(), data.version)
+}
+
+/// Writes keys' last-use times to the store every `every`, in one batch per flush, only for
+/// keys used since their last flush. A failed flush is retried with the next one.
+async fn last_used_loop(store: Store, gateway: Arc<Gateway>, every: Duration) {
+    let mut flushed: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let snapshot = gateway.snapshot();
+        let batch: Vec<(String, i64)> = snapshot
+            .keys()
+            .filter_map(|k| {
+                let t = k.last_used.load(std::sync::atomic::Ordering::Relaxed);
+                (t > 0 && flushed.get(&k.access_key).is_none_or(|f| *f < t))
+                    .then(|| (k.access_key.clone(), t))
+            })
+            .collect();
+        drop(snapshot);
+        if batch.is_empty() {
+            continue;
+        }
+        match store.touch_last_used(&batch).await {
+            Ok(_) => flushed.extend(batch),
+            Err(e) => {
+                tracing::debug!(error = %e, keys = batch.len(), "last_used_at flush failed; retrying next time")
+            }
+        }
+    }
 }
 
 fn key_entry(
@@ -167,6 +208,7 @@ fn key_entry(
         // Only a rotated key (one with a successor) stops at the end of its overlap.
         overlap_until: r.successor.as_ref().and(r.overlap_until),
         secret: k.secret,
+        last_used: std::sync::atomic::AtomicI64::new(0),
     })
 }
 
@@ -207,7 +249,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
         }
     }
-    let snapshot = build_snapshot(data, &routes);
+    let snapshot = build_snapshot(data, &routes, None);
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
     let (state, sweeper) = build_state(&cfg.state)?;
@@ -235,6 +277,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         Duration::from_millis(cfg.server.reload_interval_ms.max(50)),
     ));
 
+    let toucher = store.as_ref().map(|s| {
+        tokio::spawn(last_used_loop(
+            s.clone(),
+            gateway.clone(),
+            Duration::from_millis(cfg.server.last_used_flush_ms.max(100)),
+        ))
+    });
     let admin = match (&cfg.server.admin, &store) {
         (Some(addr), Some(store)) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -288,6 +337,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     if let Some(a) = admin {
         a.abort();
+    }
+    if let Some(t) = toucher {
+        t.abort();
     }
     if let Some(store) = store {
         store.close().await;
@@ -408,21 +460,24 @@ async fn reload_loop(
             if v == current {
                 return Ok::<_, anyhow::Error>(None);
             }
-            Ok(Some(load_data(store).await?))
+            let started = std::time::Instant::now();
+            let data = load_data(store).await?;
+            Ok(Some((data, started.elapsed())))
         }
         .await;
         match result {
-            Ok(Some(data)) => {
+            Ok(Some((data, load_time))) => {
                 if let Some(path) = &r.cache {
                     if let Err(e) = cache::write(path, &r.keyring, &data) {
                         tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
                     }
                 }
                 let started = std::time::Instant::now();
-                let s = build_snapshot(data, &r.routes);
+                let s = build_snapshot(data, &r.routes, Some(&gateway.snapshot()));
                 tracing::info!(
                     version = s.version,
                     keys = s.key_count(),
+                    load_ms = load_time.as_millis() as u64,
                     build_ms = started.elapsed().as_millis() as u64,
                     "snapshot reloaded"
                 );

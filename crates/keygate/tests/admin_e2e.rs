@@ -300,6 +300,7 @@ async fn rotation_overlap_then_the_old_key_stops() {
 [server]
 admin = "127.0.0.1:0"
 reload_interval_ms = 100
+last_used_flush_ms = 100
 [store]
 url = "sqlite://{{dir}}/keygate.db"
 [[routes]]
@@ -335,6 +336,13 @@ secret_env = "SK"
     })
     .await;
     assert_eq!(signed_get(gw, "AKOLD", SK, "/x").await.0, 200, "both verify during the overlap");
+    // last_used_at reaches the store in batches, without a write per request.
+    let token_ref = token.as_str();
+    wait_until(Instant::now(), Duration::from_secs(5), move || async move {
+        let (_, k) = admin_call(admin, token_ref, "GET", "/admin/keys/AKOLD", None).await;
+        k["last_used_at"].as_i64().is_some()
+    })
+    .await;
     let until = rot["old"]["overlap_until"].as_i64().unwrap();
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     while now() < until {
@@ -405,4 +413,40 @@ secret_env = "SK"
         err.contains("127.0.0.1:1") && err.contains("no snapshot cache") && !err.contains("hunter2"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn master_key_rotation_rewraps_every_secret_without_decrypting_it() {
+    const V2: &str = "v2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let upstream = start_upstream();
+    let cfg = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/keygate.db"
+[[routes]]
+path_prefix = "/"
+upstream = "http://{}"
+[[apps]]
+id = "m"
+[[apps.keys]]
+access_key = "AKMK"
+secret_env = "SK"
+"#,
+        upstream.addr()
+    );
+    let mut gw = start_keygate(&cfg, &[("SK", SK)]);
+    assert_eq!(signed_get(&gw, "AKMK", SK, "/x").await.0, 200);
+    let kept = std::mem::replace(&mut gw.dir, tempfile::tempdir().unwrap());
+    drop(gw);
+    let cfg_path = kept.path().join("keygate.toml");
+    let both = format!("{MASTER_KEY},{V2}");
+    let (ok, out, err) =
+        cli(&["master-key", "rotate", "-c", cfg_path.to_str().unwrap()], &[("KEYGATE_MASTER_KEY", &both)]);
+    assert!(ok && out.contains("re-wrapped 1 secret"), "{out}{err}");
+    let (ok, out, _) =
+        cli(&["master-key", "rotate", "-c", cfg_path.to_str().unwrap()], &[("KEYGATE_MASTER_KEY", &both)]);
+    assert!(ok && out.contains("re-wrapped 0 secret"), "idempotent: {out}");
+    // Only the new master key from now on: the secret still opens, the request still verifies.
+    let gw = start_with(kept, &cfg_path, &[("SK", SK), ("KEYGATE_MASTER_KEY", V2)]);
+    assert_eq!(signed_get(&gw, "AKMK", SK, "/x").await.0, 200);
 }
