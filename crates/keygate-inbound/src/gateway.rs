@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 
 use crate::body::{self, BoxError, BufferedBody, ResponseBody};
 use crate::error::GatewayError;
+use crate::observe::{NoopObserver, Observer, RequestOutcome, Trace};
 use crate::proxy::{self, UpstreamClients};
 use crate::snapshot::{KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
 use crate::{X_KG_APP_ID, X_KG_KEY_ID, X_REQUEST_ID};
@@ -67,6 +68,7 @@ pub struct Gateway {
     idempotency: Arc<dyn IdempotencyStore>,
     idem_settings: IdempotencySettings,
     upstream: UpstreamClients,
+    observer: Arc<dyn Observer>,
 }
 
 /// Parsed auth of either scheme.
@@ -83,7 +85,14 @@ impl Gateway {
             idempotency: state.idempotency,
             idem_settings: state.idempotency_settings,
             upstream,
+            observer: Arc::new(NoopObserver),
         }
+    }
+
+    /// Reports every finished request to `observer` (metrics, audit).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Replaces keys and routes atomically; requests in flight finish on the old snapshot.
@@ -103,10 +112,13 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
+        let at = SystemTime::now();
         let request_id = new_request_id();
         let method = req.method().clone();
-        let result = self.process(req, peer, &request_id).await;
-        match result {
+        let path = req.uri().path().to_owned();
+        let mut trace = Trace { bytes_in: content_length(req.headers()).unwrap_or(0), ..Trace::default() };
+        let result = self.process(req, peer, &request_id, &mut trace).await;
+        let (resp, code, key) = match result {
             Ok((mut resp, caller)) => {
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     resp.headers_mut().insert(X_REQUEST_ID, v);
@@ -117,16 +129,34 @@ impl Gateway {
                     key = caller.as_ref().map(|c| c.access_key.as_str()),
                     latency_us = started.elapsed().as_micros() as u64, "forwarded"
                 );
-                resp
+                (resp, "ok", caller.map(|c| c.access_key))
             }
-            Err((err, caller)) => {
+            Err((err, key)) => {
                 tracing::info!(
                     request_id, %method, code = err.code(), status = err.status().as_u16(), client = %peer.ip(),
-                    key = caller.as_deref(), latency_us = started.elapsed().as_micros() as u64, "rejected: {err}"
+                    key = key.as_deref(), latency_us = started.elapsed().as_micros() as u64, "rejected: {err}"
                 );
-                err.to_response(&request_id)
+                (err.to_response(&request_id), err.code(), key)
             }
-        }
+        };
+        self.observer.observe(&RequestOutcome {
+            request_id: &request_id,
+            at,
+            method: &method,
+            path: &path,
+            client_ip: peer.ip(),
+            route: trace.route.as_deref(),
+            app_id: trace.app_id.as_deref(),
+            access_key: key.as_deref(),
+            scheme: trace.scheme,
+            status: resp.status(),
+            code,
+            latency: started.elapsed(),
+            upstream_latency: trace.upstream_latency,
+            bytes_in: trace.bytes_in,
+            bytes_out: content_length(resp.headers()).unwrap_or(0),
+        });
+        resp
     }
 
     async fn process<B>(
@@ -134,6 +164,7 @@ impl Gateway {
         req: Request<B>,
         peer: SocketAddr,
         request_id: &str,
+        trace: &mut Trace,
     ) -> Result<(Response<ResponseBody>, Option<Caller>), (GatewayError, Option<String>)>
     where
         B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
@@ -146,6 +177,7 @@ impl Gateway {
         let raw_query = parts.uri.query();
         path::check_raw_path(raw_path).map_err(|e| fail(e.into()))?;
         let route = snapshot.route(raw_path).ok_or_else(|| fail(GatewayError::RouteNotFound))?.clone();
+        trace.route = Some(route.clone());
         if let Some(len) = content_length(&parts.headers) {
             if len > route.max_body_bytes {
                 return Err(fail(GatewayError::BodyTooLarge { limit: route.max_body_bytes }));
@@ -156,7 +188,8 @@ impl Gateway {
             // Streamed, not buffered: nothing needs the whole body; the limit still applies.
             let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
             let body = http_body_util::Limited::new(body, limit).boxed();
-            let resp = self.forward(&route, parts, body, peer, request_id, None).await.map_err(fail)?;
+            let resp =
+                self.forward(&route, parts, body, peer, request_id, None, trace).await.map_err(fail)?;
             return Ok((resp, None));
         }
 
@@ -185,7 +218,12 @@ impl Gateway {
         let with_key = |e: GatewayError| (e, Some(access_key.clone()));
 
         // 2. Key lookup and validity.
+        trace.scheme = Some(match &auth {
+            Auth::Kg1(_) => "kg1-hmac-sha256",
+            Auth::Legacy(..) => "legacy-sorted",
+        });
         let key = snapshot.key(&access_key).ok_or_else(|| with_key(GatewayError::UnknownKey))?.clone();
+        trace.app_id = Some(key.app_id.clone());
         let now = unix_now();
         check_key(&key, now).map_err(with_key)?;
         let auth = match (auth, &key.scheme) {
@@ -228,6 +266,7 @@ impl Gateway {
             (None, Some(b)) => body::read_limited(b, route.max_body_bytes).await.map_err(with_key)?,
             (None, None) => return Err(with_key(GatewayError::BodyRead)),
         };
+        trace.bytes_in = buffered.len();
 
         // 5. Signature, compared in constant time by keygate-sign.
         let secret = key.secret.expose_secret();
@@ -330,7 +369,8 @@ impl Gateway {
         };
 
         // 10. Forward the verified request.
-        let forwarded = self.forward(&route, parts, buffered.boxed(), peer, request_id, Some(&caller)).await;
+        let forwarded =
+            self.forward(&route, parts, buffered.boxed(), peer, request_id, Some(&caller), trace).await;
         let mut resp = match (forwarded, idem) {
             (Ok(resp), None) => resp,
             (Ok(resp), Some((idem_key, fp))) => self.remember(&caller.app_id, &idem_key, fp, resp).await,
@@ -396,6 +436,7 @@ impl Gateway {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
     async fn forward(
         &self,
         route: &Route,
@@ -404,6 +445,7 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &str,
         caller: Option<&Caller>,
+        trace: &mut Trace,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let uri = proxy::upstream_uri(route, parts.uri.path(), parts.uri.query())?;
         let headers = &mut parts.headers;
@@ -432,7 +474,10 @@ impl Gateway {
         append_forwarded_for(headers, peer);
         let mut req = Request::from_parts(parts, body);
         *req.uri_mut() = uri;
-        self.upstream.send(route, req).await
+        let sent = Instant::now();
+        let result = self.upstream.send(route, req).await;
+        trace.upstream_latency = Some(sent.elapsed());
+        result
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub worker_threads: Option<usize>,
     /// Admin API listener (`host:port`); off when unset. Keep it on a private interface.
     pub admin: Option<String>,
+    /// Metrics and health listener (`host:port`): `/metrics`, `/healthz`, `/readyz`. Off when unset.
+    pub metrics: Option<String>,
     /// How often keys' last-use times are written to the store (batched).
     #[serde(default = "default_last_used_flush_ms")]
     pub last_used_flush_ms: u64,
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             reload_interval_ms: default_reload_ms(),
             worker_threads: None,
             admin: None,
+            metrics: None,
             last_used_flush_ms: default_last_used_flush_ms(),
             snapshot_cache: None,
         }

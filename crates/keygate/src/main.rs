@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod nudge;
 mod serve;
+mod telemetry;
 mod time;
 
 use std::path::PathBuf;

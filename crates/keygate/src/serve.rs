@@ -252,10 +252,37 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let snapshot = build_snapshot(data, &routes, None);
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
-    let (state, sweeper) = build_state(&cfg.state)?;
+    let (state, sweeper, redis_ok) = build_state(&cfg.state)?;
+    let health = Arc::new(crate::telemetry::Health { redis_ok, ..Default::default() });
+    let metrics = match &cfg.server.metrics {
+        Some(addr) => {
+            let handle = crate::telemetry::install_recorder()?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics listener {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(addr = %local, "metrics listening on http://{local}/metrics");
+            Some((handle, listener))
+        }
+        None => None,
+    };
     let upstream =
         UpstreamClients::new(&keygate_inbound::UpstreamOptions::default()).context("upstream TLS roots")?;
-    let gateway = Arc::new(Gateway::new(snapshot, state, upstream));
+    health.set_store(store.is_some());
+    health.set_snapshot(snapshot.version, snapshot.key_count(), store.is_some());
+    let mut gateway = Gateway::new(snapshot, state, upstream);
+    if metrics.is_some() {
+        gateway = gateway.with_observer(Arc::new(crate::telemetry::MetricsObserver));
+    }
+    let gateway = Arc::new(gateway);
+    let metrics_task = metrics.map(|(handle, listener)| {
+        let health = health.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::telemetry::serve(listener, handle, health, shutdown_signal()).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        })
+    });
     let nudge = Arc::new(tokio::sync::Notify::new());
     let nudger = cfg.state.redis.as_ref().map(|url| {
         tokio::spawn(crate::nudge::subscribe(
@@ -271,6 +298,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             store: store.clone(),
             cache: cache_path.clone(),
             routes,
+            health: health.clone(),
         },
         gateway.clone(),
         nudge.clone(),
@@ -341,6 +369,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if let Some(t) = toucher {
         t.abort();
     }
+    if let Some(m) = metrics_task {
+        m.abort();
+    }
     if let Some(store) = store {
         store.close().await;
     }
@@ -374,7 +405,11 @@ fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
 /// Request state: Redis shared by all replicas (with the failure policy) when configured, else
 /// this process's memory. Returns the handles and the housekeeping task (expiry sweeps, Redis
 /// health probes so an idle replica notices recovery).
-fn build_state(cfg: &crate::config::StateConfig) -> Result<(StateHandles, tokio::task::JoinHandle<()>)> {
+type RedisHealth = Option<Arc<dyn Fn() -> bool + Send + Sync>>;
+
+fn build_state(
+    cfg: &crate::config::StateConfig,
+) -> Result<(StateHandles, tokio::task::JoinHandle<()>, RedisHealth)> {
     let settings = IdempotencySettings {
         ttl: Duration::from_secs(cfg.idempotency_ttl_secs),
         max_body_bytes: cfg.idempotency_max_body_bytes,
@@ -393,7 +428,7 @@ fn build_state(cfg: &crate::config::StateConfig) -> Result<(StateHandles, tokio:
                     i.sweep();
                 }
             });
-            Ok((StateHandles { gate, idempotency: idem, idempotency_settings: settings }, task))
+            Ok((StateHandles { gate, idempotency: idem, idempotency_settings: settings }, task, None))
         }
         Some(url) => {
             let redis =
@@ -410,6 +445,7 @@ fn build_state(cfg: &crate::config::StateConfig) -> Result<(StateHandles, tokio:
                     r.check_health().await;
                 }
             });
+            let probe = resilient.clone();
             Ok((
                 StateHandles {
                     gate: resilient.clone(),
@@ -417,6 +453,7 @@ fn build_state(cfg: &crate::config::StateConfig) -> Result<(StateHandles, tokio:
                     idempotency_settings: settings,
                 },
                 task,
+                Some(Arc::new(move || !probe.is_degraded())),
             ))
         }
     }
@@ -430,6 +467,7 @@ struct Reloader {
     store: Option<Store>,
     cache: Option<PathBuf>,
     routes: Vec<Route>,
+    health: Arc<crate::telemetry::Health>,
 }
 
 /// Polls the change counter (and wakes early on a nudge from this replica's admin API or from
@@ -481,11 +519,17 @@ async fn reload_loop(
                     build_ms = started.elapsed().as_millis() as u64,
                     "snapshot reloaded"
                 );
+                r.health.set_snapshot(s.version, s.key_count(), true);
                 gateway.swap_snapshot(s);
+                r.health.set_store(true);
                 failing = false;
             }
-            Ok(None) => failing = false,
+            Ok(None) => {
+                r.health.set_store(true);
+                failing = false;
+            }
             Err(e) => {
+                r.health.set_store(false);
                 if !failing {
                     tracing::warn!(error = %format!("{e:#}"), "store unreachable; serving the last good snapshot");
                 }

@@ -136,6 +136,8 @@ pub struct Keygate {
     pub addr: SocketAddr,
     /// The admin listener, when `[server] admin` is configured.
     pub admin: Option<SocketAddr>,
+    /// The metrics/health listener, when `[server] metrics` is configured.
+    pub metrics: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -194,6 +196,8 @@ pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)])
     let log2 = log.clone();
     let admin: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
     let admin2 = admin.clone();
+    let metrics: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let metrics2 = metrics.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
@@ -202,6 +206,9 @@ pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)])
                 if let Some(addr) = v.get("addr").and_then(|a| a.as_str()) {
                     if v["message"].as_str().unwrap_or("").starts_with("admin listening") {
                         *admin2.lock().unwrap() = addr.parse().ok();
+                    }
+                    if v["message"].as_str().unwrap_or("").starts_with("metrics listening") {
+                        *metrics2.lock().unwrap() = addr.parse().ok();
                     }
                     if v["message"].as_str().unwrap_or("").starts_with("inbound listening") {
                         if let Some(tx) = tx.take() {
@@ -221,7 +228,8 @@ pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)])
         }
     };
     let admin = *admin.lock().unwrap();
-    Keygate { child, addr, admin, dir, log }
+    let metrics = *metrics.lock().unwrap();
+    Keygate { child, addr, admin, metrics, dir, log }
 }
 
 /// Minimal HTTP client for the tests (HTTP/1.1, or h2c with `http2`).

@@ -1,0 +1,195 @@
+// Prometheus metrics and health endpoints on their own listener (`[server] metrics`), and the
+// observer that turns every finished request into metrics. Labels are bounded by configuration
+// (route prefix, app id, stable error code) — never a nonce, raw path, IP or anything secret.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use keygate_inbound::{Observer, RequestOutcome};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets (seconds): 100 µs … 10 s.
+const BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the global metrics recorder once per process and returns its handle.
+pub fn install_recorder() -> Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let recorder = PrometheusBuilder::new().set_buckets(BUCKETS).context("metrics buckets")?.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    describe();
+    let _ = HANDLE.set(handle.clone());
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("keygate_requests_total", "Finished inbound requests by route, app and decision code");
+    describe_histogram!(
+        "keygate_request_duration_seconds",
+        Unit::Seconds,
+        "Time in keygate until the response head"
+    );
+    describe_histogram!("keygate_upstream_duration_seconds", Unit::Seconds, "Upstream time to response head");
+    describe_counter!("keygate_signature_failures_total", "signature_mismatch refusals by app");
+    describe_counter!("keygate_replays_total", "nonce_replayed refusals by app");
+    describe_counter!("keygate_rate_limited_total", "rate_limited refusals by route");
+    describe_counter!("keygate_request_bytes_total", "Request body bytes by route");
+    describe_counter!("keygate_response_bytes_total", "Response body bytes (Content-Length) by route");
+    describe_gauge!("keygate_snapshot_version", "Store change counter of the snapshot in use");
+    describe_gauge!("keygate_snapshot_keys", "Keys in the snapshot in use");
+    describe_gauge!("keygate_store_up", "1 when the last store check succeeded");
+    describe_gauge!("keygate_redis_up", "1 when Redis answers (absent without Redis)");
+}
+
+/// Turns finished requests into metrics.
+#[derive(Debug, Default)]
+pub struct MetricsObserver;
+
+impl Observer for MetricsObserver {
+    fn observe(&self, o: &RequestOutcome<'_>) {
+        let route = o.route.map(|r| r.path_prefix.clone()).unwrap_or_else(|| "-".into());
+        let app = o.app_id.unwrap_or("-").to_string();
+        metrics::counter!("keygate_requests_total", "route" => route.clone(), "app" => app.clone(), "code" => o.code)
+            .increment(1);
+        let class = match o.status.as_u16() {
+            200..=399 => "2xx_3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        metrics::histogram!("keygate_request_duration_seconds", "route" => route.clone(), "class" => class)
+            .record(o.latency.as_secs_f64());
+        if let Some(u) = o.upstream_latency {
+            metrics::histogram!("keygate_upstream_duration_seconds", "route" => route.clone())
+                .record(u.as_secs_f64());
+        }
+        match o.code {
+            "signature_mismatch" => {
+                metrics::counter!("keygate_signature_failures_total", "app" => app).increment(1)
+            }
+            "nonce_replayed" => metrics::counter!("keygate_replays_total", "app" => app).increment(1),
+            "rate_limited" => {
+                metrics::counter!("keygate_rate_limited_total", "route" => route.clone()).increment(1)
+            }
+            _ => {}
+        }
+        if o.bytes_in > 0 {
+            metrics::counter!("keygate_request_bytes_total", "route" => route.clone()).increment(o.bytes_in);
+        }
+        if o.bytes_out > 0 {
+            metrics::counter!("keygate_response_bytes_total", "route" => route).increment(o.bytes_out);
+        }
+    }
+}
+
+/// What `/readyz` reports.
+#[derive(Default)]
+pub struct Health {
+    pub store_ok: AtomicBool,
+    /// The snapshot in use came from the store (not only from the cache).
+    pub snapshot_from_store: AtomicBool,
+    pub snapshot_version: AtomicI64,
+    pub snapshot_keys: AtomicUsize,
+    /// `Some` when Redis is configured: true while it answers.
+    pub redis_ok: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").field("store_ok", &self.store_ok).finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    pub fn set_store(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Relaxed);
+        metrics::gauge!("keygate_store_up").set(if ok { 1.0 } else { 0.0 });
+    }
+
+    pub fn set_snapshot(&self, version: i64, keys: usize, from_store: bool) {
+        self.snapshot_version.store(version, Ordering::Relaxed);
+        self.snapshot_keys.store(keys, Ordering::Relaxed);
+        self.snapshot_from_store.store(from_store, Ordering::Relaxed);
+        metrics::gauge!("keygate_snapshot_version").set(version as f64);
+        metrics::gauge!("keygate_snapshot_keys").set(keys as f64);
+    }
+
+    fn report(&self) -> (bool, serde_json::Value) {
+        let store = self.store_ok.load(Ordering::Relaxed);
+        let redis = self.redis_ok.as_ref().map(|f| f());
+        if let Some(r) = redis {
+            metrics::gauge!("keygate_redis_up").set(if r { 1.0 } else { 0.0 });
+        }
+        // A replica serving a cached snapshot while the store is down still verifies correctly,
+        // but it cannot see revocations: not ready, so a load balancer prefers healthy peers.
+        let ready = store && redis.unwrap_or(true);
+        let body = serde_json::json!({
+            "ready": ready,
+            "store": if store { "ok" } else { "unreachable" },
+            "redis": match redis { None => "not configured", Some(true) => "ok", Some(false) => "degraded" },
+            "snapshot": {
+                "version": self.snapshot_version.load(Ordering::Relaxed),
+                "keys": self.snapshot_keys.load(Ordering::Relaxed),
+                "source": if self.snapshot_from_store.load(Ordering::Relaxed) { "store" } else { "cache" },
+            },
+        });
+        (ready, body)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    s.health.report(); // refreshes the Redis gauge
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let (ready, body) = s.health.report();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body))
+}
+
+/// Serves `/metrics`, `/healthz`, `/readyz` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = metrics.clone();
+    let upkeep_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, health });
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    upkeep_task.abort();
+    result
+}
