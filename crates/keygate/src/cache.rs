@@ -16,11 +16,18 @@ use zeroize::Zeroizing;
 const AAD: &[u8] = b"keygate-snapshot-cache-v1";
 const MAGIC: &[u8] = b"KGSNAP1\n";
 
-/// Everything a snapshot is built from.
+/// A cache file's contents.
 pub struct SnapshotData {
     pub version: i64,
     pub apps: Vec<AppRecord>,
     pub keys: Vec<KeyWithSecret>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    version: i64,
+    written_at: i64,
+    apps: Vec<AppRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -29,45 +36,60 @@ struct CachedKey {
     secret_b64: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct CacheFile {
-    version: i64,
-    written_at: i64,
-    apps: Vec<AppRecord>,
-    keys: Vec<CachedKey>,
+/// Builds a cache file one key at a time (JSON lines: a header, then one key per line), so a
+/// reload never holds every key's full record at once; sealed and written by `finish`.
+pub struct CacheWriter {
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl CacheWriter {
+    pub fn new(version: i64, apps: &[AppRecord]) -> Result<Self> {
+        let written_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut buf = Zeroizing::new(Vec::new());
+        serde_json::to_writer(&mut *buf, &Header { version, written_at, apps: apps.to_vec() })?;
+        buf.push(b'\n');
+        Ok(Self { buf })
+    }
+
+    pub fn push(&mut self, k: &KeyWithSecret) -> Result<()> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let line = CachedKey { record: k.record.clone(), secret_b64: b64.encode(k.secret.expose_secret()) };
+        let text = Zeroizing::new(serde_json::to_vec(&line)?);
+        drop(Zeroizing::new(line.secret_b64));
+        self.buf.extend_from_slice(&text);
+        self.buf.push(b'\n');
+        Ok(())
+    }
+
+    /// Seals the buffer with the master key and replaces `path` atomically.
+    pub fn finish(self, path: &Path, keyring: &Keyring) -> Result<()> {
+        let (version, blob) = keyring.seal(AAD, &self.buf).context("sealing the snapshot cache")?;
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + blob.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&blob);
+        let tmp = tmp_path(path);
+        write_private(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    }
 }
 
 /// Writes `data` sealed to `path` (atomically).
+#[cfg(test)]
 pub fn write(path: &Path, keyring: &Keyring, data: &SnapshotData) -> Result<()> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let file = CacheFile {
-        version: data.version,
-        written_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-        apps: data.apps.clone(),
-        keys: data
-            .keys
-            .iter()
-            .map(|k| CachedKey { record: k.record.clone(), secret_b64: b64.encode(k.secret.expose_secret()) })
-            .collect(),
-    };
-    let plain = Zeroizing::new(serde_json::to_vec(&file)?);
-    drop(file); // holds base64 secrets; the sealed bytes are all that leaves this function
-    let (version, blob) = keyring.seal(AAD, &plain).context("sealing the snapshot cache")?;
-    let mut out = Vec::with_capacity(MAGIC.len() + 4 + blob.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&blob);
-    let tmp = tmp_path(path);
-    write_private(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    let mut w = CacheWriter::new(data.version, &data.apps)?;
+    for k in &data.keys {
+        w.push(k)?;
+    }
+    w.finish(path, keyring)
 }
 
-/// Reads a cache written by [`write`]. Any tampering or a wrong master key fails.
+/// Reads a cache written by [`CacheWriter`]. Any tampering or a wrong master key fails.
 pub fn read(path: &Path, keyring: &Keyring) -> Result<SnapshotData> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let rest = bytes.strip_prefix(MAGIC).context("not a keygate snapshot cache")?;
@@ -77,17 +99,21 @@ pub fn read(path: &Path, keyring: &Keyring) -> Result<SnapshotData> {
     let plain = keyring
         .open(version, AAD, blob)
         .context("opening the snapshot cache (wrong master key or tampered file)")?;
-    let file: CacheFile = serde_json::from_slice(&plain).context("decoding the snapshot cache")?;
+    let mut lines = plain.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let header: Header = serde_json::from_slice(lines.next().context("empty snapshot cache")?)
+        .context("snapshot cache header")?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut keys = Vec::with_capacity(file.keys.len());
-    for k in file.keys {
+    let mut keys = Vec::new();
+    for line in lines {
+        let k: CachedKey = serde_json::from_slice(line).context("decoding the snapshot cache")?;
         let secret = Zeroizing::new(b64.decode(k.secret_b64.as_bytes()).context("snapshot cache secret")?);
+        drop(Zeroizing::new(k.secret_b64));
         keys.push(KeyWithSecret {
             record: k.record,
             secret: SecretBox::new(secret.to_vec().into_boxed_slice()),
         });
     }
-    Ok(SnapshotData { version: file.version, apps: file.apps, keys })
+    Ok(SnapshotData { version: header.version, apps: header.apps, keys })
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

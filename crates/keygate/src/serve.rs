@@ -102,32 +102,62 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
     Ok((total, changed))
 }
 
-/// Reads everything a snapshot is built from, in one pass over the keys.
-pub async fn load_data(store: &Store) -> Result<SnapshotData> {
+/// Loads a snapshot from the store in one streaming pass over the keys: each decrypted key
+/// becomes a compact entry (and, with a cache, one sealed line) as its row arrives, so a reload
+/// of 100k keys never holds 100k full records. Uses not yet flushed survive from `previous`.
+pub async fn load_snapshot(
+    store: &Store,
+    routes: &[Route],
+    previous: Option<&Snapshot>,
+    cache: Option<(&Path, &Keyring)>,
+) -> Result<Snapshot> {
     let version = store.change_counter().await?;
-    let apps = store.list_apps().await?;
-    let keys = store.load_keys().await?;
-    Ok(SnapshotData { version, apps, keys })
-}
-
-/// Builds the data plane's snapshot. A key whose app is disabled is loaded disabled; a key whose
-/// stored policy cannot be parsed is not loaded at all (fail closed: an unparsable allowlist must
-/// not become "allow everything").
-pub fn build_snapshot(data: SnapshotData, routes: &[Route], previous: Option<&Snapshot>) -> Snapshot {
-    use std::sync::atomic::Ordering::Relaxed;
+    let app_list = store.list_apps().await?;
+    let mut writer = match cache {
+        Some(_) => Some(cache::CacheWriter::new(version, &app_list)?),
+        None => None,
+    };
     let apps: std::collections::HashMap<String, bool> =
-        data.apps.into_iter().map(|a| (a.id, a.enabled)).collect();
-    let keys = data
-        .keys
-        .into_iter()
-        .filter_map(|k| key_entry(k, &apps))
-        .inspect(|k| {
-            // Uses not yet flushed to the store survive the swap.
-            if let Some(old) = previous.and_then(|p| p.key(&k.access_key)) {
-                k.last_used.store(old.last_used.load(Relaxed), Relaxed);
+        app_list.into_iter().map(|a| (a.id, a.enabled)).collect();
+    let mut keys = Vec::new();
+    let mut cache_error = None;
+    store
+        .load_keys_with(|k| {
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.push(&k) {
+                    cache_error.get_or_insert(e);
+                }
+            }
+            if let Some(entry) = key_entry(k, &apps) {
+                carry_last_use(&entry, previous);
+                keys.push(entry);
             }
         })
-        .collect();
+        .await?;
+    if let (Some(w), Some((path, keyring))) = (writer, cache) {
+        let written = match cache_error {
+            Some(e) => Err(e),
+            None => w.finish(path, keyring),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
+        }
+    }
+    Ok(Snapshot::new(keys, routes.to_vec(), version))
+}
+
+fn carry_last_use(entry: &KeyEntry, previous: Option<&Snapshot>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(old) = previous.and_then(|p| p.key(&entry.access_key)) {
+        entry.last_used.store(old.last_used.load(Relaxed), Relaxed);
+    }
+}
+
+/// Builds a snapshot from a cache file's contents (startup during a store outage).
+pub fn build_snapshot(data: SnapshotData, routes: &[Route]) -> Snapshot {
+    let apps: std::collections::HashMap<String, bool> =
+        data.apps.into_iter().map(|a| (a.id, a.enabled)).collect();
+    let keys = data.keys.into_iter().filter_map(|k| key_entry(k, &apps)).collect();
     Snapshot::new(keys, routes.to_vec(), data.version)
 }
 
@@ -225,12 +255,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
 
     // The store, or — when it is unreachable at startup — the last good snapshot from disk.
-    let (store, data) = match Store::open(&cfg.store.url, keyring.clone()).await {
+    let (store, snapshot) = match Store::open(&cfg.store.url, keyring.clone()).await {
         Ok(store) => {
             let (total, changed) = import(&store, cfg, &opts.base_dir).await?;
             tracing::info!(keys = total, changed, "config imported");
-            let data = load_data(&store).await?;
-            (Some(store), data)
+            let cache = cache_path.as_deref().map(|p| (p, &*keyring));
+            let snapshot = load_snapshot(&store, &routes, None, cache).await?;
+            (Some(store), snapshot)
         }
         Err(e) => {
             let Some(path) = cache_path.as_deref().filter(|p| p.exists()) else {
@@ -241,15 +272,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 .with_context(|| format!("the store is unreachable ({e}); reading the snapshot cache"))?;
             tracing::warn!(error = %e, cache = %path.display(), version = data.version,
                 "store unreachable at startup: serving the cached snapshot until it returns");
-            (None, data)
+            (None, build_snapshot(data, &routes))
         }
     };
-    if let (Some(path), Some(_)) = (cache_path.as_deref(), store.as_ref()) {
-        if let Err(e) = cache::write(path, &keyring, &data) {
-            tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
-        }
-    }
-    let snapshot = build_snapshot(data, &routes, None);
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
     let (state, sweeper, redis_ok) = build_state(&cfg.state)?;
@@ -499,24 +524,17 @@ async fn reload_loop(
                 return Ok::<_, anyhow::Error>(None);
             }
             let started = std::time::Instant::now();
-            let data = load_data(store).await?;
-            Ok(Some((data, started.elapsed())))
+            let cache = r.cache.as_deref().map(|p| (p, &*r.keyring));
+            let s = load_snapshot(store, &r.routes, Some(&gateway.snapshot()), cache).await?;
+            Ok(Some((s, started.elapsed())))
         }
         .await;
         match result {
-            Ok(Some((data, load_time))) => {
-                if let Some(path) = &r.cache {
-                    if let Err(e) = cache::write(path, &r.keyring, &data) {
-                        tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
-                    }
-                }
-                let started = std::time::Instant::now();
-                let s = build_snapshot(data, &r.routes, Some(&gateway.snapshot()));
+            Ok(Some((s, took))) => {
                 tracing::info!(
                     version = s.version,
                     keys = s.key_count(),
-                    load_ms = load_time.as_millis() as u64,
-                    build_ms = started.elapsed().as_millis() as u64,
+                    reload_ms = took.as_millis() as u64,
                     "snapshot reloaded"
                 );
                 r.health.set_snapshot(s.version, s.key_count(), true);
