@@ -23,6 +23,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Alert rules and delivery channels (docs/operations.md).
+    #[serde(default)]
+    pub alerts: keygate_alerts::AlertsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +58,9 @@ impl Config {
     /// SQLite (the store is a local file already).
     pub fn snapshot_cache_path(&self, base_dir: &Path) -> Option<PathBuf> {
         if let Some(p) = &self.server.snapshot_cache {
+            if p.as_os_str().is_empty() {
+                return None; // `snapshot_cache = ""` turns it off
+            }
             return Some(if p.is_absolute() { p.clone() } else { base_dir.join(p) });
         }
         match keygate_store::backend_kind(&self.store.url) {

@@ -295,10 +295,25 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         UpstreamClients::new(&keygate_inbound::UpstreamOptions::default()).context("upstream TLS roots")?;
     health.set_store(store.is_some());
     health.set_snapshot(snapshot.version, snapshot.key_count(), store.is_some());
-    let mut gateway = Gateway::new(snapshot, state, upstream);
+    let mut observers: Vec<Arc<dyn keygate_inbound::Observer>> = Vec::new();
     if metrics.is_some() {
-        gateway = gateway.with_observer(Arc::new(crate::telemetry::MetricsObserver));
+        observers.push(Arc::new(crate::telemetry::MetricsObserver));
     }
+    if !cfg.alerts.rules.is_empty() {
+        if cfg.alerts.channels.is_empty() {
+            tracing::warn!("[alerts] has rules but no channels: alerts are only logged");
+        }
+        let alerts = keygate_alerts::Alerts::start(cfg.alerts.clone(), keygate_alerts::Retry::default())
+            .context("[alerts]")?;
+        tracing::info!(rules = cfg.alerts.rules.len(), channels = cfg.alerts.channels.len(), "alerts on");
+        observers.push(Arc::new(crate::telemetry::AlertObserver(alerts)));
+    }
+    let mut gateway = Gateway::new(snapshot, state, upstream);
+    gateway = match observers.len() {
+        0 => gateway,
+        1 => gateway.with_observer(observers.remove(0)),
+        _ => gateway.with_observer(Arc::new(crate::telemetry::Fanout(observers))),
+    };
     let gateway = Arc::new(gateway);
     let metrics_task = metrics.map(|(handle, listener)| {
         let health = health.clone();

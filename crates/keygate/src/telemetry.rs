@@ -93,6 +93,34 @@ impl Observer for MetricsObserver {
     }
 }
 
+/// Feeds the alert rules (only outcomes some rule looks at).
+#[derive(Debug)]
+pub struct AlertObserver(pub keygate_alerts::Alerts);
+
+impl Observer for AlertObserver {
+    fn observe(&self, o: &RequestOutcome<'_>) {
+        if self.0.wants(o.code) {
+            self.0.record(keygate_alerts::Event {
+                app: o.app_id.map(str::to_string),
+                ip: o.client_ip,
+                code: o.code.to_string(),
+            });
+        }
+    }
+}
+
+/// Passes each outcome to several observers.
+#[derive(Debug)]
+pub struct Fanout(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Fanout {
+    fn observe(&self, o: &RequestOutcome<'_>) {
+        for x in &self.0 {
+            x.observe(o);
+        }
+    }
+}
+
 /// What `/readyz` reports.
 #[derive(Default)]
 pub struct Health {

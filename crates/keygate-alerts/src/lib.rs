@@ -1,0 +1,145 @@
+//! Alerts: rules with thresholds, windows and cooldowns over request outcomes and gauges
+//! (signature-failure spikes per app or IP, replay bursts, a new source range for an app,
+//! provider error spikes, audit spill growth), delivered to a JSON webhook, Slack, DingTalk,
+//! Feishu/Lark, WeCom or SMTP email with retries. Off the request path: `record` never blocks.
+#![forbid(unsafe_code)]
+
+pub mod channels;
+pub mod rules;
+pub mod smtp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+pub use channels::{ChannelConfig, DeliveryError, Retry, Sender};
+pub use rules::{Alert, Engine, Event, Per, RuleConfig, RuleError};
+
+/// `[alerts]` in the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+}
+
+enum Input {
+    Event(Event),
+    Gauge(String, f64),
+}
+
+/// Counters of the alert pipeline.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Inputs dropped because the queue was full (alerting never slows requests down).
+    pub dropped: AtomicU64,
+    pub fired: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Handle to the running alert pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Alerts {
+    tx: mpsc::Sender<Input>,
+    pub stats: Arc<AlertStats>,
+    /// Codes some rule counts (plus `ok` when a rule watches successful calls).
+    interesting: Arc<Vec<String>>,
+}
+
+impl std::fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerts").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+/// Start-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+impl Alerts {
+    /// Validates the rules and starts the evaluation task (on the current Tokio runtime).
+    pub fn start(cfg: AlertsConfig, retry: Retry) -> Result<Self, AlertsError> {
+        let mut engine = Engine::new(&cfg.rules)?;
+        let interesting = Arc::new(interesting_codes(&cfg.rules));
+        let sender = Sender::new(retry)?;
+        let (tx, mut rx) = mpsc::channel::<Input>(16_384);
+        let stats = Arc::new(AlertStats::default());
+        let channels = Arc::new(cfg.channels);
+        let st = stats.clone();
+        tokio::spawn(async move {
+            while let Some(input) = rx.recv().await {
+                let now = unix_now();
+                let fired = match input {
+                    Input::Event(ev) => engine.observe(&ev, now),
+                    Input::Gauge(name, v) => engine.gauge(&name, v, now),
+                };
+                for alert in fired {
+                    st.fired.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rule = %alert.rule, subject = %alert.subject, count = alert.count, "alert: {}", alert.message);
+                    for ch in channels.iter() {
+                        let (sender, ch, alert, st) = (sender.clone(), ch.clone(), alert.clone(), st.clone());
+                        tokio::spawn(async move {
+                            match sender.deliver(&ch, &alert).await {
+                                Ok(_) => st.delivered.fetch_add(1, Ordering::Relaxed),
+                                Err(e) => {
+                                    tracing::error!(channel = ch.kind(), rule = %alert.rule, error = %e, "alert not delivered");
+                                    st.failed.fetch_add(1, Ordering::Relaxed)
+                                }
+                            };
+                        });
+                    }
+                }
+            }
+        });
+        Ok(Self { tx, stats, interesting })
+    }
+
+    /// Whether any rule looks at outcomes with this code (skip the rest before allocating).
+    pub fn wants(&self, code: &str) -> bool {
+        self.interesting.iter().any(|c| c == code)
+    }
+
+    /// Queues a request outcome; drops it (counted) if the queue is full.
+    pub fn record(&self, ev: Event) {
+        if self.tx.try_send(Input::Event(ev)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues a gauge reading.
+    pub fn gauge(&self, name: &str, value: f64) {
+        if self.tx.try_send(Input::Gauge(name.to_string(), value)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn interesting_codes(rules: &[RuleConfig]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rules {
+        match r {
+            RuleConfig::SignatureFailures { .. } => out.push("signature_mismatch".into()),
+            RuleConfig::Replays { .. } => out.push("nonce_replayed".into()),
+            RuleConfig::CodeSpike { codes, .. } => out.extend(codes.iter().cloned()),
+            RuleConfig::NewIpRange { .. } => out.push("ok".into()),
+            RuleConfig::GaugeAbove { .. } => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
