@@ -31,7 +31,8 @@ const MAX_SECRET: usize = 4096;
     paths(
         whoami, list_tenants, create_tenant, get_tenant, delete_tenant, list_apps, create_app, get_app,
         update_app, delete_app, revoke_app, list_keys, create_key, get_key, update_key, delete_key,
-        rotate_key, revoke_key, enable_key, list_tokens, create_token, get_token, revoke_token, list_audit
+        rotate_key, revoke_key, enable_key, list_tokens, create_token, get_token, revoke_token, list_audit,
+        search_requests
     ),
     components(schemas(
         Tenant, App, CreateApp, UpdateApp, Rate, Key, CreateKey, UpdateKey, CreatedKey, RotateKey, Rotated,
@@ -498,4 +499,55 @@ pub async fn list_audit(
     check(&p.0, Action::ManageGateway, String::new)?;
     let rows = s.store.list_admin_audit(q.limit.unwrap_or(100), q.offset.unwrap_or(0)).await?;
     Ok(Json(rows.into_iter().map(AuditEntry::from).collect()))
+}
+
+// ---- request audit log ----
+
+#[derive(Debug, Deserialize)]
+pub struct RequestQuery {
+    app: Option<String>,
+    key: Option<String>,
+    ip: Option<String>,
+    code: Option<String>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    before_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Audit records of requests, newest first. Tenant roles must name an app of their tenant.
+#[utoipa::path(get, path = "/admin/requests", params(
+        ("app" = Option<String>, Query), ("key" = Option<String>, Query), ("ip" = Option<String>, Query),
+        ("code" = Option<String>, Query), ("from_ms" = Option<i64>, Query), ("to_ms" = Option<i64>, Query),
+        ("before_id" = Option<String>, Query, description = "last id of the previous page"), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = [Object])))]
+pub async fn search_requests(
+    State(s): State<AdminState>,
+    p: Principal,
+    Query(q): Query<RequestQuery>,
+) -> R<Json<Vec<keygate_audit::AuditRecord>>> {
+    match &q.app {
+        Some(app) => {
+            app_and_tenant(&s.store, &p, app).await?;
+        }
+        None => check(&p.0, Action::ManageGateway, String::new)?,
+    }
+    let db = s.audit.as_ref().ok_or_else(|| AdminError::NotFound("request audit log (disabled)".into()))?;
+    let rows = db
+        .search(&keygate_audit::Query {
+            app: q.app,
+            key_id: q.key,
+            client_ip: q.ip,
+            code: q.code,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            before_id: q.before_id,
+            limit: q.limit,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit search failed");
+            AdminError::StoreUnavailable
+        })?;
+    Ok(Json(rows))
 }

@@ -32,6 +32,8 @@ pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
+    /// The request audit log, for `/admin/requests`.
+    pub audit: Option<keygate_audit::AuditDb>,
     pub validate_key: KeyValidator,
     pub on_change: ChangeHook,
 }
@@ -45,7 +47,7 @@ impl std::fmt::Debug for AdminState {
 impl AdminState {
     /// A state that accepts any key the store accepts and does nothing on change.
     pub fn new(store: Store) -> Self {
-        Self { store, validate_key: Arc::new(|_| Ok(())), on_change: Arc::new(|| {}) }
+        Self { store, audit: None, validate_key: Arc::new(|_| Ok(())), on_change: Arc::new(|| {}) }
     }
 }
 
@@ -68,6 +70,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/tokens", get(list_tokens).post(create_token))
         .route("/admin/tokens/{id}", get(get_token).delete(revoke_token))
         .route("/admin/audit", get(list_audit))
+        .route("/admin/requests", get(search_requests))
         .fallback(|| async { AdminError::NotFound("endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)

@@ -49,10 +49,13 @@ const MATRIX: &[(&str, [u16; 7])] = &[
     ("GET /admin/tokens/{fresh_t1_token}", [200, 200, 403, 404, 404, 401, 401]),
     ("DELETE /admin/tokens/{fresh_t1_token}", [200, 200, 403, 404, 404, 401, 401]),
     ("GET /admin/audit", [200, 403, 403, 403, 403, 401, 401]),
+    ("GET /admin/requests", [200, 403, 403, 403, 403, 401, 401]),
+    ("GET /admin/requests?app=a1", [200, 200, 200, 404, 404, 401, 401]),
 ];
 
 struct Fixture {
     store: Store,
+    audit: keygate_audit::AuditDb,
     tokens: Vec<Option<String>>,
     _dir: tempfile::TempDir,
 }
@@ -98,7 +101,8 @@ async fn fixture() -> Fixture {
         }
         tokens.push(Some(token.to_string()));
     }
-    Fixture { store, tokens, _dir: dir }
+    let audit = keygate_audit::AuditDb::open(&url).await.unwrap();
+    Fixture { store, audit, tokens, _dir: dir }
 }
 
 /// Creates the cell's fresh targets and returns the concrete request line and body.
@@ -182,7 +186,9 @@ async fn call(
         Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
         None => req.body(Body::empty()).unwrap(),
     };
-    let resp = router(AdminState::new(fx.store.clone())).oneshot(req).await.unwrap();
+    let mut state = AdminState::new(fx.store.clone());
+    state.audit = Some(fx.audit.clone());
+    let resp = router(state).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };

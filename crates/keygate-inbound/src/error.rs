@@ -35,6 +35,8 @@ pub enum GatewayError {
     NonceReplayed,
     #[error("replay protection is unavailable")]
     StateUnavailable,
+    #[error("the audit log cannot record requests right now")]
+    AuditUnavailable,
     #[error("rate limit exceeded")]
     RateLimited(RateDecision),
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -73,6 +75,7 @@ impl GatewayError {
             Self::TimestampOutOfWindow { .. } => "timestamp_out_of_window",
             Self::NonceReplayed => "nonce_replayed",
             Self::StateUnavailable => "state_unavailable",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::RateLimited(_) => "rate_limited",
             Self::IdempotencyInFlight => "idempotency_in_flight",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
@@ -102,7 +105,7 @@ impl GatewayError {
             | Self::TimestampOutOfWindow { .. }
             | Self::NonceReplayed => StatusCode::UNAUTHORIZED,
             Self::IpNotAllowed | Self::EndpointNotAllowed => StatusCode::FORBIDDEN,
-            Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StateUnavailable | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::IdempotencyInFlight => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,

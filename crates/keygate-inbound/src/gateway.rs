@@ -171,6 +171,9 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let fail = |e: GatewayError| (e, None);
+        if !self.observer.accepting() {
+            return Err(fail(GatewayError::AuditUnavailable));
+        }
         let snapshot = self.snapshot.load();
         let (parts, body) = req.into_parts();
         let raw_path = parts.uri.path();

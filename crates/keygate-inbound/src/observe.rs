@@ -39,6 +39,12 @@ pub struct RequestOutcome<'a> {
 /// Receives every finished request. Must be cheap and non-blocking.
 pub trait Observer: Send + Sync + std::fmt::Debug {
     fn observe(&self, outcome: &RequestOutcome<'_>);
+
+    /// False while requests must be refused because they could not be accounted for (the
+    /// audit log's `reject` policy with its spill full): the gateway answers 503.
+    fn accepting(&self) -> bool {
+        true
+    }
 }
 
 /// Observes nothing.

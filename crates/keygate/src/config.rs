@@ -26,6 +26,60 @@ pub struct Config {
     /// Alert rules and delivery channels (docs/operations.md).
     #[serde(default)]
     pub alerts: keygate_alerts::AlertsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: one record per request, on by default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Audit database; default: the store's.
+    pub url: Option<String>,
+    /// Where records wait while the database is unreachable; default `audit-spill` beside the config.
+    pub spill_dir: Option<PathBuf>,
+    #[serde(default = "default_max_spill")]
+    pub max_spill_bytes: u64,
+    /// `reject` (503 audit_unavailable when the spill is full) or `drop` (count and serve).
+    #[serde(default = "default_spill_policy")]
+    pub on_spill_full: String,
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: None,
+            spill_dir: None,
+            max_spill_bytes: default_max_spill(),
+            on_spill_full: default_spill_policy(),
+            retention_days: default_retention(),
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn policy(&self) -> Result<keygate_audit::SpillFullPolicy> {
+        Ok(match self.on_spill_full.as_str() {
+            "reject" => keygate_audit::SpillFullPolicy::Reject,
+            "drop" => keygate_audit::SpillFullPolicy::Drop,
+            other => bail!("[audit] on_spill_full must be \"reject\" or \"drop\", not {other:?}"),
+        })
+    }
+}
+
+fn default_max_spill() -> u64 {
+    1 << 30
+}
+fn default_spill_policy() -> String {
+    "reject".into()
+}
+fn default_retention() -> u32 {
+    180
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)] // printing is a CLI's job
 
 mod admin_cli;
+mod audit_cli;
 mod cache;
 mod client;
 mod config;
@@ -86,6 +87,11 @@ enum Command {
     AdminToken {
         #[command(subcommand)]
         command: AdminTokenCommand,
+    },
+    /// The request audit log: search, tail, export.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cli::AuditCmd,
     },
     /// Tenants, through the admin API.
     Tenants {
@@ -244,6 +250,10 @@ fn run(cli: Cli) -> Result<u8> {
             with_store(&cfg, |store| async move {
                 admin_cli::bootstrap_token(&store, &name, &role, tenant.as_deref(), &grants, json).await
             })?;
+            Ok(0)
+        }
+        Command::Audit { command } => {
+            current_thread()?.block_on(audit_cli::run(&command))?;
             Ok(0)
         }
         Command::Tenants { conn, command } => {

@@ -278,7 +278,25 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
     let (state, sweeper, redis_ok) = build_state(&cfg.state)?;
-    let health = Arc::new(crate::telemetry::Health { redis_ok, ..Default::default() });
+    let audit = if cfg.audit.enabled {
+        let url = cfg.audit.url.clone().unwrap_or_else(|| cfg.store.url.clone());
+        let spill_dir = match &cfg.audit.spill_dir {
+            Some(d) if d.is_absolute() => d.clone(),
+            Some(d) => opts.base_dir.join(d),
+            None => opts.base_dir.join("audit-spill"),
+        };
+        let mut sink_cfg = keygate_audit::SinkConfig::new(&url, spill_dir);
+        sink_cfg.max_spill_bytes = cfg.audit.max_spill_bytes;
+        sink_cfg.on_spill_full = cfg.audit.policy()?;
+        let (sink, _writer) = keygate_audit::AuditSink::start(sink_cfg).context("[audit] spill directory")?;
+        tracing::info!(db = %keygate_store::redact_url(&url), "audit log on");
+        tokio::spawn(retention_loop(url, cfg.audit.retention_days));
+        Some(sink)
+    } else {
+        tracing::warn!("[audit] enabled = false: requests are not audited");
+        None
+    };
+    let health = Arc::new(crate::telemetry::Health { redis_ok, audit: audit.clone(), ..Default::default() });
     let metrics = match &cfg.server.metrics {
         Some(addr) => {
             let handle = crate::telemetry::install_recorder()?;
@@ -296,6 +314,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     health.set_store(store.is_some());
     health.set_snapshot(snapshot.version, snapshot.key_count(), store.is_some());
     let mut observers: Vec<Arc<dyn keygate_inbound::Observer>> = Vec::new();
+    if let Some(sink) = &audit {
+        observers.push(Arc::new(crate::telemetry::AuditObserver(sink.clone())));
+    }
     if metrics.is_some() {
         observers.push(Arc::new(crate::telemetry::MetricsObserver));
     }
@@ -305,6 +326,17 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         }
         let alerts = keygate_alerts::Alerts::start(cfg.alerts.clone(), keygate_alerts::Retry::default())
             .context("[alerts]")?;
+        if let Some(sink) = audit.clone() {
+            let a = alerts.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    let bytes = sink.stats().spill_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                    a.gauge("audit_spill_bytes", bytes as f64);
+                }
+            });
+        }
         tracing::info!(rules = cfg.alerts.rules.len(), channels = cfg.alerts.channels.len(), "alerts on");
         observers.push(Arc::new(crate::telemetry::AlertObserver(alerts)));
     }
@@ -362,8 +394,19 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             let publisher =
                 cfg.state.redis.as_ref().map(|url| crate::nudge::Publisher::new(url, &cfg.state.key_prefix));
             let local_nudge = nudge.clone();
+            let audit_db = match (&cfg.audit.enabled, cfg.audit.url.as_ref().unwrap_or(&cfg.store.url)) {
+                (true, url) => match keygate_audit::AuditDb::open(url).await {
+                    Ok(db) => Some(db),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin API: request search unavailable");
+                        None
+                    }
+                },
+                (false, _) => None,
+            };
             let state = keygate_admin::AdminState {
                 store: store.clone(),
+                audit: audit_db,
                 validate_key: Arc::new(validate_key),
                 on_change: Arc::new(move || {
                     local_nudge.notify_one();
@@ -398,6 +441,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         println!("{}", banner(addr));
     }
     server.serve(shutdown_signal()).await;
+    if let Some(sink) = &audit {
+        // Everything served is in the database or the spill file before we exit.
+        if tokio::time::timeout(Duration::from_secs(10), sink.flush()).await.is_err() {
+            tracing::warn!("audit flush did not finish in 10 s");
+        }
+    }
     sweeper.abort();
     reloader.abort();
     if let Some(n) = nudger {
@@ -495,6 +544,34 @@ fn build_state(
                 task,
                 Some(Arc::new(move || !probe.is_degraded())),
             ))
+        }
+    }
+}
+
+/// Deletes audit records older than `days`, a minute after start and then daily, in batches of
+/// 5,000 with a pause between them so the table is never locked for long.
+async fn retention_loop(url: String, days: u32) {
+    if days == 0 {
+        return;
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+    loop {
+        tick.tick().await;
+        let cutoff = (std::time::SystemTime::now() - Duration::from_secs(u64::from(days) * 86_400))
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let done = async {
+            let db = keygate_audit::AuditDb::open(&url).await?;
+            let n = db.delete_older_than(cutoff, 5_000, Duration::from_millis(50)).await;
+            db.close().await;
+            n
+        }
+        .await;
+        match done {
+            Ok(n) => tracing::info!(deleted = n, days, "audit retention"),
+            Err(e) => tracing::warn!(error = %e, "audit retention failed; retrying tomorrow"),
         }
     }
 }

@@ -51,6 +51,12 @@ fn describe() {
     describe_gauge!("keygate_snapshot_keys", "Keys in the snapshot in use");
     describe_gauge!("keygate_store_up", "1 when the last store check succeeded");
     describe_gauge!("keygate_redis_up", "1 when Redis answers (absent without Redis)");
+    describe_gauge!("keygate_audit_queue_depth", "Audit records queued for the writer");
+    describe_gauge!("keygate_audit_spill_bytes", "Bytes in the audit spill file (database unreachable)");
+    describe_gauge!("keygate_audit_db_up", "1 while audit records go straight to the database");
+    describe_counter!("keygate_audit_written_total", "Audit records stored in the database");
+    describe_counter!("keygate_audit_spilled_total", "Audit records written to the spill file");
+    describe_counter!("keygate_audit_dropped_total", "Audit records that could not be kept");
 }
 
 /// Turns finished requests into metrics.
@@ -119,6 +125,43 @@ impl Observer for Fanout {
             x.observe(o);
         }
     }
+
+    fn accepting(&self) -> bool {
+        self.0.iter().all(|x| x.accepting())
+    }
+}
+
+/// Turns finished requests into audit records (queued; never blocks).
+#[derive(Debug)]
+pub struct AuditObserver(pub keygate_audit::AuditSink);
+
+impl Observer for AuditObserver {
+    fn observe(&self, o: &RequestOutcome<'_>) {
+        let at_ms = o.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        self.0.record(keygate_audit::AuditRecord {
+            id: keygate_audit::new_id(at_ms),
+            at_ms,
+            request_id: o.request_id.to_string(),
+            direction: "inbound".into(),
+            app: o.app_id.map(str::to_string),
+            key_id: o.access_key.map(str::to_string),
+            scheme: o.scheme.map(str::to_string),
+            client_ip: o.client_ip.to_canonical().to_string(),
+            method: o.method.as_str().to_string(),
+            route: o.route.map(|r| r.path_prefix.clone()).unwrap_or_else(|| "-".into()),
+            path: keygate_audit::clip_path(o.path),
+            status: o.status.as_u16(),
+            code: o.code.to_string(),
+            latency_us: o.latency.as_micros() as i64,
+            upstream_latency_us: o.upstream_latency.map(|d| d.as_micros() as i64),
+            bytes_in: o.bytes_in as i64,
+            bytes_out: o.bytes_out as i64,
+        });
+    }
+
+    fn accepting(&self) -> bool {
+        self.0.accepting()
+    }
 }
 
 /// What `/readyz` reports.
@@ -131,6 +174,8 @@ pub struct Health {
     pub snapshot_keys: AtomicUsize,
     /// `Some` when Redis is configured: true while it answers.
     pub redis_ok: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// The audit writer, when auditing is on.
+    pub audit: Option<keygate_audit::AuditSink>,
 }
 
 impl std::fmt::Debug for Health {
@@ -159,13 +204,30 @@ impl Health {
         if let Some(r) = redis {
             metrics::gauge!("keygate_redis_up").set(if r { 1.0 } else { 0.0 });
         }
+        let audit = self.audit.as_ref().map(|a| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let st = a.stats();
+            metrics::gauge!("keygate_audit_queue_depth").set(a.queue_depth() as f64);
+            metrics::gauge!("keygate_audit_spill_bytes").set(st.spill_bytes.load(Relaxed) as f64);
+            metrics::counter!("keygate_audit_written_total").absolute(st.written.load(Relaxed));
+            metrics::counter!("keygate_audit_spilled_total").absolute(st.spilled.load(Relaxed));
+            metrics::counter!("keygate_audit_dropped_total").absolute(st.dropped.load(Relaxed));
+            metrics::gauge!("keygate_audit_db_up").set(if st.db_up.load(Relaxed) { 1.0 } else { 0.0 });
+            serde_json::json!({
+                "accepting": a.accepting(),
+                "database": if st.db_up.load(Relaxed) { "ok" } else { "spilling" },
+                "spill_bytes": st.spill_bytes.load(Relaxed),
+            })
+        });
         // A replica serving a cached snapshot while the store is down still verifies correctly,
         // but it cannot see revocations: not ready, so a load balancer prefers healthy peers.
-        let ready = store && redis.unwrap_or(true);
+        let audit_ok = self.audit.as_ref().is_none_or(|a| a.accepting());
+        let ready = store && redis.unwrap_or(true) && audit_ok;
         let body = serde_json::json!({
             "ready": ready,
             "store": if store { "ok" } else { "unreachable" },
             "redis": match redis { None => "not configured", Some(true) => "ok", Some(false) => "degraded" },
+            "audit": audit,
             "snapshot": {
                 "version": self.snapshot_version.load(Ordering::Relaxed),
                 "keys": self.snapshot_keys.load(Ordering::Relaxed),

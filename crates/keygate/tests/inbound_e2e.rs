@@ -482,8 +482,19 @@ fn secrets_are_not_stored_in_clear() {
     // Give SQLite a moment to write; then scan every file of the data dir.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut scanned = 0;
-    for entry in std::fs::read_dir(kg.dir.path()).unwrap() {
-        let path = entry.unwrap().path();
+    let mut files = Vec::new();
+    let mut dirs = vec![kg.dir.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path); // e.g. the audit spill directory
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
         if path.extension().is_some_and(|e| e == "toml") {
             continue; // the config names env vars; the legacy test secret is inline on purpose
         }
