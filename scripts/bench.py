@@ -19,7 +19,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
-UPSTREAM, NGINX, KEYGATE = 19000, 19001, 19002
+UPSTREAM, NGINX, KEYGATE, KEYGATE_REDIS, KEYGATE_AUDIT = 19000, 19001, 19002, 19003, 19004
 MASTER = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 SECRET = "bench-secret-0123456789abcdef"
 
@@ -71,8 +71,13 @@ http {
     return p
 
 
-def start_keygate(tmp, threads):
-    cfg = os.path.join(tmp, "keygate.toml")
+def start_keygate(tmp, threads, port=KEYGATE, name="base", extra=""):
+    """One keygate instance. `extra` is appended to the config ([state], [audit] ...)."""
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, "keygate.toml")
+    audit = "" if "[audit]" in extra else "[audit]\nenabled = false\n"
+    state = "" if "[state]" in extra else "[state]\nnonce_capacity = 20000000\n"
     with open(cfg, "w") as f:
         f.write("""
 [server]
@@ -80,8 +85,7 @@ inbound = "127.0.0.1:%d"
 worker_threads = %d
 [store]
 url = "sqlite://%s/keygate.db"
-[state]
-nonce_capacity = 20000000
+%s%s%s
 [[routes]]
 path_prefix = "/plain"
 upstream = "http://127.0.0.1:%d"
@@ -98,54 +102,21 @@ secret_env = "BENCH_SK"
 access_key = "LEGACYBENCH1"
 secret_env = "BENCH_SK"
 scheme = "legacy-sorted"
-""" % (KEYGATE, threads, tmp, UPSTREAM, UPSTREAM))
+[[apps.keys]]
+access_key = "AKLIMITED0001"
+secret_env = "BENCH_SK"
+rate_limit = { rate_per_sec = 1000000, burst = 1000000 }
+""" % (port, threads, d, state, audit, extra, UPSTREAM, UPSTREAM))
     env = dict(os.environ, KEYGATE_MASTER_KEY=MASTER, BENCH_SK=SECRET, KEYGATE_LOG="warn")
     p = subprocess.Popen([os.path.join(REL, "keygate"), "serve", "--config", cfg], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(KEYGATE)
+    wait_port(port)
     return p
 
 
-def parse_wrk_latency(text, label):
-    m = re.search(r"^\s*%s\s+([\d.]+)(us|ms|s)\s*$" % re.escape(label), text, re.M)
-    if not m:
-        return None
-    v, unit = float(m.group(1)), m.group(2)
-    return v * {"us": 1, "ms": 1000, "s": 1e6}[unit]
-
-
-def run_wrk(url, conns, duration, threads):
-    out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50_us": parse_wrk_latency(out, "50%"), "p99_us": parse_wrk_latency(out, "99%"),
-            "p999_us": None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
-
-
-def run_load(url, scheme, conns, duration, threads, key="AKBENCH000001", rate=0, body=0):
-    cmd = [os.path.join(REL, "kg-load"), url, "--scheme", scheme, "--key", key, "--secret", SECRET,
-           "-c", str(conns), "-d", str(duration), "--threads", str(threads), "--warmup-secs", "1"]
-    if rate:
-        cmd += ["--rate", str(rate)]
-    if body:
-        cmd += ["--body-bytes", str(body)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def machine_facts():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    return {"cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "nginx": nginx_v}
+def psql(sql):
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def main():
@@ -159,10 +130,19 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="kgbench-")
     procs = []
+    audit_db = "kg_bench_audit_%d" % os.getpid()
+    psql("CREATE DATABASE %s" % audit_db)
     try:
         procs.append(start_upstream(1))
         procs.append(start_nginx(tmp, a.proxy_threads))
         procs.append(start_keygate(tmp, a.proxy_threads))
+        # Cluster state: nonce + per-key token bucket on Redis (one Lua call per request).
+        procs.append(start_keygate(tmp, a.proxy_threads, KEYGATE_REDIS, "redis",
+                                   '[state]\nredis = "redis://127.0.0.1:6379"\nkey_prefix = "kgbench:%d:"\ntimeout_ms = 200\n'
+                                   % os.getpid()))
+        # Every request audited to PostgreSQL (batched writer), plus the metrics observer.
+        procs.append(start_keygate(tmp, a.proxy_threads, KEYGATE_AUDIT, "audit",
+                                   '[audit]\nurl = "postgres://postgres@127.0.0.1:5432/%s"\n' % audit_db))
         c, d, t = a.connections, a.duration, a.load_threads
         base = "http://127.0.0.1:%d"
         configs = [
@@ -176,6 +156,10 @@ def main():
             ("keygate KG1, 1 KiB POST body", lambda: run_load(base % KEYGATE + "/v1/x", "kg1", c, d, t, body=1024)),
             ("keygate legacy MD5", lambda: run_load(base % KEYGATE + "/v1/x", "legacy", c, d, t, key="LEGACYBENCH1")),
             ("keygate rejection (bad signature)", lambda: run_load(base % KEYGATE + "/v1/x", "kg1-bad", c, d, t)),
+            ("keygate KG1 + Redis nonce + rate limit",
+             lambda: run_load(base % KEYGATE_REDIS + "/v1/x?a=1&b=2", "kg1", c, d, t, key="AKLIMITED0001")),
+            ("keygate KG1 + audit to PostgreSQL",
+             lambda: run_load(base % KEYGATE_AUDIT + "/v1/x?a=1&b=2", "kg1", c, d, t)),
         ]
         results = {name: [] for name, _ in configs}
         for rep in range(a.reps):
@@ -219,6 +203,7 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+        psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % audit_db)
 
 
 if __name__ == "__main__":

@@ -104,33 +104,28 @@ const COLUMNS: &str =
                        status, code, latency_us, upstream_latency_us, bytes_in, bytes_out";
 
 fn ddl(kind: &str) -> Vec<String> {
-    let (text, path, tail) = match kind {
-        "mysql" => {
-            ("VARCHAR(255)", "TEXT", " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
-        }
-        _ => ("TEXT", "TEXT", ""),
-    };
-    let idx = |name: &str, cols: &str| match kind {
-        "mysql" => format!("CREATE INDEX {name} ON audit_log ({cols})"),
-        _ => format!("CREATE INDEX IF NOT EXISTS {name} ON audit_log ({cols})"),
-    };
-    let mut v = vec![format!(
-        "CREATE TABLE IF NOT EXISTS audit_log (\
-            id CHAR(32) NOT NULL PRIMARY KEY, at_ms BIGINT NOT NULL, request_id {text} NOT NULL, \
-            direction VARCHAR(16) NOT NULL, app {text} NULL, key_id {text} NULL, scheme VARCHAR(64) NULL, \
-            client_ip VARCHAR(64) NOT NULL, method VARCHAR(16) NOT NULL, route {text} NOT NULL, path {path} NOT NULL, \
-            status INT NOT NULL, code VARCHAR(64) NOT NULL, latency_us BIGINT NOT NULL, upstream_latency_us BIGINT NULL, \
-            bytes_in BIGINT NOT NULL, bytes_out BIGINT NOT NULL){tail}"
-    )];
-    for (name, cols) in [
+    const COLS: &str = "id CHAR(32) NOT NULL PRIMARY KEY, at_ms BIGINT NOT NULL, request_id {text} NOT NULL, \
+        direction VARCHAR(16) NOT NULL, app {text} NULL, key_id {text} NULL, scheme VARCHAR(64) NULL, \
+        client_ip VARCHAR(64) NOT NULL, method VARCHAR(16) NOT NULL, route {text} NOT NULL, path TEXT NOT NULL, \
+        status INT NOT NULL, code VARCHAR(64) NOT NULL, latency_us BIGINT NOT NULL, upstream_latency_us BIGINT NULL, \
+        bytes_in BIGINT NOT NULL, bytes_out BIGINT NOT NULL";
+    const INDEXES: [(&str, &str); 5] = [
         ("audit_log_at", "at_ms"),
         ("audit_log_app", "app, at_ms"),
         ("audit_log_key", "key_id, at_ms"),
         ("audit_log_ip", "client_ip, at_ms"),
         ("audit_log_code", "code, at_ms"),
-    ] {
-        v.push(idx(name, cols));
+    ];
+    if kind == "mysql" {
+        // One idempotent statement (indexes inline): two replicas starting at once cannot race.
+        let keys: String = INDEXES.iter().map(|(n, c)| format!(", KEY {n} ({c})")).collect();
+        return vec![format!(
+            "CREATE TABLE IF NOT EXISTS audit_log ({}{keys}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+            COLS.replace("{text}", "VARCHAR(255)")
+        )];
     }
+    let mut v = vec![format!("CREATE TABLE IF NOT EXISTS audit_log ({})", COLS.replace("{text}", "TEXT"))];
+    v.extend(INDEXES.iter().map(|(n, c)| format!("CREATE INDEX IF NOT EXISTS {n} ON audit_log ({c})")));
     v
 }
 
@@ -234,25 +229,24 @@ impl AuditDb {
     async fn create_table(&self) -> Result<(), DbError> {
         match &self.pool {
             Pool::Sqlite(p) => {
+                // SQLite serializes DDL on its file lock.
                 for s in ddl("sqlite") {
                     sqlx::query(&s).execute(p).await?;
                 }
             }
             Pool::Postgres(p) => {
+                // `CREATE ... IF NOT EXISTS` is not safe against a concurrent creator on
+                // PostgreSQL (catalog unique violation): serialize replicas on an advisory lock.
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7365817256171)").execute(&mut *tx).await?;
                 for s in ddl("postgres") {
-                    sqlx::query(&s).execute(p).await?;
+                    sqlx::query(&s).execute(&mut *tx).await?;
                 }
+                tx.commit().await?;
             }
             Pool::Mysql(p) => {
-                let exists: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'audit_log'",
-                )
-                .fetch_one(p)
-                .await?;
-                if exists == 0 {
-                    for s in ddl("mysql") {
-                        sqlx::query(&s).execute(p).await?;
-                    }
+                for s in ddl("mysql") {
+                    sqlx::query(&s).execute(p).await?;
                 }
             }
         }

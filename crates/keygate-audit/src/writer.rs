@@ -209,7 +209,8 @@ impl Writer {
             }
         }
         let n = batch.len() as u64;
-        match self.spill.append(&batch) {
+        let spill = &mut self.spill;
+        match blocking(|| spill.append(&batch)) {
             Ok(()) => {
                 self.stats.spilled.fetch_add(n, Ordering::Relaxed);
                 self.stats.spill_bytes.store(self.spill.bytes(), Ordering::Relaxed);
@@ -256,7 +257,8 @@ impl Writer {
             }
         }
         let Some(db) = &self.db else { return };
-        let pending = match self.spill.read_all() {
+        let spill = &mut self.spill;
+        let pending = match blocking(|| spill.read_all()) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the audit spill file");
@@ -275,7 +277,8 @@ impl Writer {
             }
         }
         let n = pending.records.len() as u64;
-        if let Err(e) = self.spill.clear() {
+        let spill = &mut self.spill;
+        if let Err(e) = blocking(|| spill.clear()) {
             tracing::error!(error = %e, "cannot remove the replayed audit spill file");
             return;
         }
@@ -288,5 +291,14 @@ impl Writer {
         self.stats.db_up.store(true, Ordering::Relaxed);
         self.accepting.store(true, Ordering::Relaxed);
         self.down = false;
+    }
+}
+
+/// Runs file I/O (writes with fsync) without stalling the runtime's other tasks: on a
+/// multi-threaded runtime the worker hands its queue to another thread first.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
