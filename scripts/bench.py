@@ -119,6 +119,48 @@ def psql(sql):
                    stdout=subprocess.DEVNULL)
 
 
+def parse_wrk_latency(text, label):
+    m = re.search(r"^\s*%s\s+([\d.]+)(us|ms|s)\s*$" % re.escape(label), text, re.M)
+    if not m:
+        return None
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+
+
+def run_wrk(url, conns, duration, threads):
+    out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50_us": parse_wrk_latency(out, "50%"), "p99_us": parse_wrk_latency(out, "99%"),
+            "p999_us": None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def run_load(url, scheme, conns, duration, threads, key="AKBENCH000001", rate=0, body=0):
+    cmd = [os.path.join(REL, "kg-load"), url, "--scheme", scheme, "--key", key, "--secret", SECRET,
+           "-c", str(conns), "-d", str(duration), "--threads", str(threads), "--warmup-secs", "1"]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    if body:
+        cmd += ["--body-bytes", str(body)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def machine_facts():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    return {"cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "nginx": nginx_v}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=5)

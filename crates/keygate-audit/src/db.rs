@@ -73,6 +73,9 @@ struct Row {
     upstream_latency_us: Option<i64>,
     bytes_in: i64,
     bytes_out: i64,
+    request_body: Option<String>,
+    response_body: Option<String>,
+    headers: Option<String>,
 }
 
 impl From<Row> for AuditRecord {
@@ -95,20 +98,25 @@ impl From<Row> for AuditRecord {
             upstream_latency_us: r.upstream_latency_us,
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
+            request_body: r.request_body,
+            response_body: r.response_body,
+            headers: r.headers,
         }
     }
 }
 
 const COLUMNS: &str =
     "id, at_ms, request_id, direction, app, key_id, scheme, client_ip, method, route, path, \
-                       status, code, latency_us, upstream_latency_us, bytes_in, bytes_out";
+                       status, code, latency_us, upstream_latency_us, bytes_in, bytes_out, request_body, \
+                       response_body, headers";
 
 fn ddl(kind: &str) -> Vec<String> {
     const COLS: &str = "id CHAR(32) NOT NULL PRIMARY KEY, at_ms BIGINT NOT NULL, request_id {text} NOT NULL, \
         direction VARCHAR(16) NOT NULL, app {text} NULL, key_id {text} NULL, scheme VARCHAR(64) NULL, \
         client_ip VARCHAR(64) NOT NULL, method VARCHAR(16) NOT NULL, route {text} NOT NULL, path TEXT NOT NULL, \
         status INT NOT NULL, code VARCHAR(64) NOT NULL, latency_us BIGINT NOT NULL, upstream_latency_us BIGINT NULL, \
-        bytes_in BIGINT NOT NULL, bytes_out BIGINT NOT NULL";
+        bytes_in BIGINT NOT NULL, bytes_out BIGINT NOT NULL, request_body TEXT NULL, response_body TEXT NULL, \
+        headers TEXT NULL";
     const INDEXES: [(&str, &str); 5] = [
         ("audit_log_at", "at_ms"),
         ("audit_log_app", "app, at_ms"),
@@ -176,7 +184,10 @@ macro_rules! push_rows {
                 .push_bind(r.latency_us)
                 .push_bind(r.upstream_latency_us)
                 .push_bind(r.bytes_in)
-                .push_bind(r.bytes_out);
+                .push_bind(r.bytes_out)
+                .push_bind(r.request_body.clone())
+                .push_bind(r.response_body.clone())
+                .push_bind(r.headers.clone());
         });
     }};
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod mask;
 pub mod record;
 pub mod spill;
 pub mod writer;

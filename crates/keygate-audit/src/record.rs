@@ -32,6 +32,14 @@ pub struct AuditRecord {
     pub upstream_latency_us: Option<i64>,
     pub bytes_in: i64,
     pub bytes_out: i64,
+    /// Opt-in per route: the request body, masked and capped (docs/audit.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// Opt-in per route: the listed request headers as a JSON object (credentials never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<String>,
 }
 
 /// A new record id for a request that arrived at `at_ms`.

@@ -189,6 +189,9 @@ mod tests {
             upstream_latency_us: Some(80),
             bytes_in: 0,
             bytes_out: 33,
+            request_body: None,
+            response_body: None,
+            headers: None,
         }
     }
 

@@ -164,6 +164,9 @@ fn rec(i: i64, app: &str, code: &str) -> AuditRecord {
         upstream_latency_us: (code == "ok").then_some(90),
         bytes_in: 512,
         bytes_out: 64,
+        request_body: (i % 100 == 0).then(|| r#"{"card":"***","n":1}"#.to_string()),
+        response_body: (i % 100 == 0).then(|| "[binary body, 3 bytes]".to_string()),
+        headers: (i % 100 == 0).then(|| r#"{"content-type":"application/json"}"#.to_string()),
     }
 }
 

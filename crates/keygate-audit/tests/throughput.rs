@@ -29,6 +29,9 @@ fn rec(i: i64) -> AuditRecord {
         upstream_latency_us: Some(300),
         bytes_in: 1024,
         bytes_out: 256,
+        request_body: None,
+        response_body: None,
+        headers: None,
     }
 }
 

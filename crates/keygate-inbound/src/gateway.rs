@@ -118,8 +118,15 @@ impl Gateway {
         let path = req.uri().path().to_owned();
         let mut trace = Trace { bytes_in: content_length(req.headers()).unwrap_or(0), ..Trace::default() };
         let result = self.process(req, peer, &request_id, &mut trace).await;
-        let (resp, code, key) = match result {
-            Ok((mut resp, caller)) => {
+        let result = match result {
+            Ok((resp, caller)) => match capture_response(resp, trace.route.as_deref()).await {
+                Ok((resp, captured)) => Ok((resp, caller, captured)),
+                Err(e) => Err((e, caller.map(|c| c.access_key))),
+            },
+            Err(e) => Err(e),
+        };
+        let (resp, code, key, captured) = match result {
+            Ok((mut resp, caller, captured)) => {
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     resp.headers_mut().insert(X_REQUEST_ID, v);
                 }
@@ -129,14 +136,14 @@ impl Gateway {
                     key = caller.as_ref().map(|c| c.access_key.as_str()),
                     latency_us = started.elapsed().as_micros() as u64, "forwarded"
                 );
-                (resp, "ok", caller.map(|c| c.access_key))
+                (resp, "ok", caller.map(|c| c.access_key), captured)
             }
             Err((err, key)) => {
                 tracing::info!(
                     request_id, %method, code = err.code(), status = err.status().as_u16(), client = %peer.ip(),
                     key = key.as_deref(), latency_us = started.elapsed().as_micros() as u64, "rejected: {err}"
                 );
-                (err.to_response(&request_id), err.code(), key)
+                (err.to_response(&request_id), err.code(), key, None)
             }
         };
         self.observer.observe(&RequestOutcome {
@@ -155,6 +162,9 @@ impl Gateway {
             upstream_latency: trace.upstream_latency,
             bytes_in: trace.bytes_in,
             bytes_out: content_length(resp.headers()).unwrap_or(0),
+            request_body: trace.request_body.as_ref().map(|(b, ct)| (&b[..], ct.as_deref())),
+            response_body: captured.as_ref().map(|(b, ct)| (&b[..], ct.as_deref())),
+            headers: &trace.headers,
         });
         resp
     }
@@ -270,6 +280,21 @@ impl Gateway {
             (None, None) => return Err(with_key(GatewayError::BodyRead)),
         };
         trace.bytes_in = buffered.len();
+        if let Some(c) = &route.capture {
+            let ct =
+                parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            trace.request_body = Some((Bytes::copy_from_slice(&buffered.contiguous()), ct));
+            trace.headers = c
+                .headers
+                .iter()
+                .filter_map(|n| {
+                    parts
+                        .headers
+                        .get(n)
+                        .map(|v| (n.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
+                })
+                .collect();
+        }
 
         // 5. Signature, compared in constant time by keygate-sign.
         let secret = key.secret.expose_secret();
@@ -482,6 +507,25 @@ impl Gateway {
         trace.upstream_latency = Some(sent.elapsed());
         result
     }
+}
+
+type Captured = Option<(Bytes, Option<String>)>;
+
+/// With the route's capture on, buffers a response whose Content-Length fits the limit so the
+/// audit record can hold it; anything else streams through untouched.
+async fn capture_response(
+    resp: Response<ResponseBody>,
+    route: Option<&Route>,
+) -> Result<(Response<ResponseBody>, Captured), GatewayError> {
+    let Some(c) = route.and_then(|r| r.capture.as_ref()) else { return Ok((resp, None)) };
+    let fits = content_length(resp.headers()).is_some_and(|n| n <= c.max_response_buffer);
+    if !fits {
+        return Ok((resp, None));
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.map_err(|_| GatewayError::UpstreamUnavailable)?.to_bytes();
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    Ok((Response::from_parts(parts, body::full(bytes.clone())), Some((bytes, ct))))
 }
 
 /// Tries each legacy configuration of the snapshot until one finds its access key field.

@@ -18,7 +18,7 @@ pub use gateway::{Caller, Gateway, IdempotencySettings, StateHandles};
 pub use observe::{NoopObserver, Observer, RequestOutcome};
 pub use proxy::{UpstreamClients, UpstreamOptions};
 pub use server::{InboundServer, ServerError, TlsFiles};
-pub use snapshot::{KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
+pub use snapshot::{Capture, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
 
 /// Header naming the verified app, added for the upstream.
 pub const X_KG_APP_ID: &str = "x-kg-app-id";

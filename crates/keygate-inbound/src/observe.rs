@@ -34,6 +34,12 @@ pub struct RequestOutcome<'a> {
     pub bytes_in: u64,
     /// From the response's Content-Length (streamed bodies without one count as 0).
     pub bytes_out: u64,
+    /// With the route's `capture` on: the request body and its Content-Type (signed routes).
+    pub request_body: Option<(&'a [u8], Option<&'a str>)>,
+    /// With `capture` on: the upstream's response body (when it fit the buffer limit).
+    pub response_body: Option<(&'a [u8], Option<&'a str>)>,
+    /// With `capture` on: the listed request headers.
+    pub headers: &'a [(String, String)],
 }
 
 /// Receives every finished request. Must be cheap and non-blocking.
@@ -63,4 +69,6 @@ pub(crate) struct Trace {
     pub scheme: Option<&'static str>,
     pub upstream_latency: Option<Duration>,
     pub bytes_in: u64,
+    pub request_body: Option<(bytes::Bytes, Option<String>)>,
+    pub headers: Vec<(String, String)>,
 }

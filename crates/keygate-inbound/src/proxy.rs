@@ -179,6 +179,7 @@ mod tests {
             upstream_http2: false,
             preserve_host: false,
             per_ip_rate_limit: None,
+            capture: None,
         }
     }
 

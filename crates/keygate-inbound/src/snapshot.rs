@@ -93,6 +93,21 @@ pub struct Route {
     pub preserve_host: bool,
     /// Token bucket per client IP on this route (after the signature holds).
     pub per_ip_rate_limit: Option<BucketLimit>,
+    /// Opt-in: hand request/response bodies and listed headers to the observer (audit).
+    pub capture: Option<Arc<Capture>>,
+}
+
+/// What a route lets the audit log see besides the request line.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    /// Bodies are recorded up to this many bytes (after masking).
+    pub max_bytes: usize,
+    /// JSON/form field names whose values are masked.
+    pub mask_fields: Vec<String>,
+    /// Request headers to record (credential headers never are).
+    pub headers: Vec<http::HeaderName>,
+    /// Responses are buffered for the record only up to this Content-Length.
+    pub max_response_buffer: u64,
 }
 
 impl Route {
@@ -190,6 +205,7 @@ mod tests {
             upstream_http2: false,
             preserve_host: false,
             per_ip_rate_limit: None,
+            capture: None,
         }
     }
 

@@ -262,6 +262,33 @@ pub struct RouteConfig {
     pub preserve_host: bool,
     /// Token bucket per client IP on this route, checked after the signature.
     pub per_ip_rate_limit: Option<RateLimitConfig>,
+    /// Opt-in: record bodies (masked, capped) and listed headers in the audit log.
+    pub audit_capture: Option<CaptureConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Longest body kept in a record, after masking.
+    #[serde(default = "default_capture_bytes")]
+    pub max_bytes: usize,
+    /// JSON/form field names whose values are replaced by `***` (any depth, case-insensitive).
+    #[serde(default)]
+    pub mask_fields: Vec<String>,
+    /// Request headers to record; credential headers (Authorization, Cookie, X-Kg-*, *token*,
+    /// *secret*, *signature*, *api-key*) are never recorded, listed or not.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Responses are held for the record only up to this Content-Length.
+    #[serde(default = "default_capture_buffer")]
+    pub max_response_buffer: u64,
+}
+
+fn default_capture_bytes() -> usize {
+    4096
+}
+fn default_capture_buffer() -> u64 {
+    65_536
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,6 +534,27 @@ impl RouteConfig {
             upstream_http2: self.upstream_http2,
             preserve_host: self.preserve_host,
             per_ip_rate_limit: self.per_ip_rate_limit.map(|r| r.bucket()),
+            capture: match &self.audit_capture {
+                None => None,
+                Some(c) => {
+                    let mut headers = Vec::new();
+                    for h in &c.headers {
+                        if keygate_audit::mask::is_secret_header(h) {
+                            bail!("audit_capture.headers: {h:?} carries credentials and is never recorded");
+                        }
+                        headers.push(
+                            http::HeaderName::from_bytes(h.as_bytes())
+                                .with_context(|| format!("audit_capture.headers: {h:?}"))?,
+                        );
+                    }
+                    Some(std::sync::Arc::new(keygate_inbound::Capture {
+                        max_bytes: c.max_bytes,
+                        mask_fields: c.mask_fields.clone(),
+                        headers,
+                        max_response_buffer: c.max_response_buffer,
+                    }))
+                }
+            },
         })
     }
 }

@@ -83,6 +83,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
         upstream_http2: false,
         preserve_host: false,
         per_ip_rate_limit: None,
+        audit_capture: None,
     });
     cfg.apps.push(AppConfig {
         id: "demo".into(),

@@ -115,6 +115,16 @@ impl Observer for AlertObserver {
     }
 }
 
+/// A captured body, masked per the route's settings.
+fn capture_body(o: &RequestOutcome<'_>, body: Option<(&[u8], Option<&str>)>) -> Option<String> {
+    let c = o.route?.capture.as_ref()?;
+    let (bytes, ct) = body?;
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(keygate_audit::mask::body_for_audit(ct, bytes, &c.mask_fields, c.max_bytes))
+}
+
 /// Passes each outcome to several observers.
 #[derive(Debug)]
 pub struct Fanout(pub Vec<Arc<dyn Observer>>);
@@ -156,6 +166,17 @@ impl Observer for AuditObserver {
             upstream_latency_us: o.upstream_latency.map(|d| d.as_micros() as i64),
             bytes_in: o.bytes_in as i64,
             bytes_out: o.bytes_out as i64,
+            request_body: capture_body(o, o.request_body),
+            response_body: capture_body(o, o.response_body),
+            headers: (!o.headers.is_empty()).then(|| {
+                let map: serde_json::Map<String, serde_json::Value> = o
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| !keygate_audit::mask::is_secret_header(n))
+                    .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                serde_json::Value::Object(map).to_string()
+            }),
         });
     }
 

@@ -96,3 +96,80 @@ secret_env = "SK"
         assert!(!logs.contains(s.as_str()), "{s:?} in the logs");
     }
 }
+
+#[tokio::test]
+async fn opt_in_capture_records_masked_bodies_and_listed_headers_only() {
+    let upstream = start_upstream();
+    let cfg = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/keygate.db"
+[[routes]]
+path_prefix = "/pay"
+upstream = "http://{}"
+audit_capture = {{ max_bytes = 2048, mask_fields = ["card", "cvv"], headers = ["content-type", "x-trace-id"] }}
+[[apps]]
+id = "shop"
+[[apps.keys]]
+access_key = "AKAUDIT"
+secret_env = "SK"
+"#,
+        upstream.addr()
+    );
+    let gw = start_keygate(&cfg, &[("SK", SK)]);
+    let url = gw.url("/pay/charge");
+    let body = br#"{"card":"4111111111111111","amount":5,"nested":{"cvv":"987"}}"#;
+    let h = sign(
+        "AKAUDIT",
+        SK,
+        "POST",
+        &url,
+        &[("content-type", "application/json"), ("x-trace-id", "t-42")],
+        body,
+        &[],
+    );
+    let (status, _, resp_body, _) = send("POST", &url, &h, body, false).await;
+    assert_eq!(status, 200);
+    assert!(!resp_body.is_empty());
+    let cfg_path = gw.dir.path().join("keygate.toml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let row = loop {
+        let out = Command::new(bin())
+            .args(["audit", "search", "-c", cfg_path.to_str().unwrap(), "--json"])
+            .env("KEYGATE_MASTER_KEY", MASTER_KEY)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit row");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let req = row["request_body"].as_str().unwrap();
+    assert!(
+        req.contains(r#""card":"***""#) && req.contains(r#""cvv":"***""#) && req.contains(r#""amount":5"#),
+        "{req}"
+    );
+    assert!(!req.contains("4111") && !req.contains("987"));
+    let headers: serde_json::Value = serde_json::from_str(row["headers"].as_str().unwrap()).unwrap();
+    assert_eq!(headers["x-trace-id"], "t-42");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers.get("x-kg-signature").is_none() && headers.get("authorization").is_none());
+    assert!(row["response_body"].as_str().is_some_and(|b| !b.is_empty()), "{row}");
+    drop(gw);
+
+    // Listing a credential header is refused at startup, not silently ignored.
+    let bad = cfg.replace(r#"headers = ["content-type", "x-trace-id"]"#, r#"headers = ["Authorization"]"#);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.toml");
+    std::fs::write(&path, bad.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("KEYGATE_MASTER_KEY", MASTER_KEY)
+        .env("SK", SK)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never recorded"));
+}
