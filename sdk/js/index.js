@@ -216,14 +216,22 @@ function axiosInstall(axios, signer) {
     for (const [k, v] of Object.entries(signer.sign(config.method || 'get', url, hdrs, body))) config.headers[k] = v;
     return config;
   });
-  axios.interceptors.response.use(undefined, async (err) => {
-    const r = err.response;
-    if (r && !err.config.__kgRetried && signer.learnSkew(r.status, r.data, r.headers && r.headers.date)) {
-      err.config.__kgRetried = true;
-      return axios.request(err.config);
-    }
-    throw err;
-  });
+  // The skew refusal arrives as an error (default validateStatus) or as a response (custom validateStatus).
+  const retry = (r) => {
+    if (!r || !r.config || r.config.__kgRetried) return null;
+    const date = r.headers && (typeof r.headers.get === 'function' ? r.headers.get('date') : r.headers.date);
+    if (!signer.learnSkew(r.status, r.data, date)) return null;
+    r.config.__kgRetried = true;
+    return axios.request(r.config);
+  };
+  axios.interceptors.response.use(
+    (res) => retry(res) || res,
+    async (err) => {
+      const again = retry(err.response);
+      if (again) return again;
+      throw err;
+    },
+  );
 }
 
 module.exports = { ALGORITHM, KeygateError, SignError, Signer, sign, stringToSign, canonicalQuery, checkRawPath, splitUrl, signedFetch, raiseForKeygate, axiosInstall, outboundUrl };

@@ -50,4 +50,27 @@ test('e2e against keygate', { skip: !have && 'KEYGATE_BIN not set' }, async (t) 
   r = await kg.signedFetch(skewed)(gw + '/v1/skew?x=1');
   assert.strictEqual(r.status, 200);
   assert.ok(Math.abs(skewed.offset - 3600) <= 2);
+
+  // axios: interceptor signs the body as sent (binary and JSON), skew corrected once, tamper refused.
+  const axios = require('axios');
+  const ax = axios.create({ baseURL: gw, validateStatus: () => true });
+  const axSkewed = new kg.Signer(AK, SECRET, { signedHeaders: ['host', 'content-type'], clock: () => Date.now() / 1000 + 7200 });
+  kg.axiosInstall(ax, axSkewed);
+  r = await ax.post(tricky, Buffer.from(bin), { headers: { 'content-type': 'application/octet-stream' } });
+  assert.strictEqual(r.status, 200, JSON.stringify(r.data));
+  assert.ok(Math.abs(axSkewed.offset + 7200) <= 2);
+  assert.deepStrictEqual(seen.at(-1), Buffer.from(bin));
+  r = await ax.put('/v1/json?z=1&a=2', { a: 'ü', n: [1, 2] });
+  assert.strictEqual(r.status, 200, JSON.stringify(r.data));
+  assert.deepStrictEqual(JSON.parse(seen.at(-1).toString('utf8')), { a: 'ü', n: [1, 2] });
+  const axDefault = axios.create({ baseURL: gw });
+  const behind = new kg.Signer(AK, SECRET, { clock: () => Date.now() / 1000 - 900 });
+  kg.axiosInstall(axDefault, behind);
+  assert.strictEqual((await axDefault.get('/v1/skew?q=%E4%BD%A0')).status, 200);
+  assert.ok(Math.abs(behind.offset - 900) <= 2);
+  const axBad = axios.create({ baseURL: gw, validateStatus: () => true });
+  kg.axiosInstall(axBad, new kg.Signer(AK, 'wrong'));
+  r = await axBad.get('/v1/x');
+  assert.strictEqual(r.status, 401);
+  assert.strictEqual(r.data.code, 'signature_mismatch');
 });
