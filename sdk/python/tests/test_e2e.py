@@ -49,7 +49,9 @@ def gw():
     cfg = os.path.join(d, "keygate.toml")
     with open(cfg, "w") as f:
         f.write('[store]\nurl = "sqlite://%s/keygate.db"\n\n[[routes]]\npath_prefix = "/"\nupstream = "http://127.0.0.1:%d"\n'
-                '\n[[apps]]\nid = "sdk"\n[[apps.keys]]\naccess_key = "%s"\nsecret_env = "SDK_SK"\n' % (d, up.server_port, AK))
+                '\n[[apps]]\nid = "sdk"\n[[apps.keys]]\naccess_key = "%s"\nsecret_env = "SDK_SK"\n'
+                '\n[[apps]]\nid = "legacy"\n[[apps.keys]]\naccess_key = "zs001"\nsecret = "miyao"\n'
+                'scheme = "legacy-sorted"\n' % (d, up.server_port, AK))
     env = dict(os.environ, KEYGATE_MASTER_KEY=MASTER, KEYGATE_LOG="info", SDK_SK=SECRET)
     p = subprocess.Popen([BIN, "--log-format", "json", "serve", "--config", cfg, "--listen", "127.0.0.1:0"],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -127,3 +129,14 @@ def test_clock_skew_corrected(gw):
     with httpx.Client(auth=keygate.HttpxAuth(s2)) as c:
         assert c.get(gw + "/v1/skew").status_code == 200
     assert abs(s2.offset + 7200) <= 2
+
+
+def test_legacy_scheme(gw):
+    from urllib.parse import urlencode
+
+    params = keygate.legacy.sign_params([("method", "cancel"), ("memo", "a b+c")], "miyao", access_key="zs001")
+    r = requests.get(gw + "/legacy/cancel?" + urlencode(params))
+    assert r.status_code == 200, r.text
+    tampered = [(n, "dropped" if n == "method" else v) for n, v in params]
+    r = requests.get(gw + "/legacy/cancel?" + urlencode(tampered))
+    assert r.status_code == 401 and r.json()["code"] == "signature_mismatch"

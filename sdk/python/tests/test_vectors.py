@@ -132,3 +132,14 @@ def test_outbound_url():
 def test_unseekable_stream_refused():
     with pytest.raises(keygate.SignError):
         keygate.Signer("AK", "s").sign("POST", "/a", {}, iter([b"x"]))
+
+
+def test_destroy_wipes_secret():
+    s = keygate.Signer("AK", "s3cret")
+    before = s.sign("GET", "/a", timestamp=1, nonce="n" * 16)["X-Kg-Signature"]
+    held = s._secret._value
+    s.destroy()
+    assert held == bytearray(6)
+    with pytest.raises(ValueError):
+        s.sign("GET", "/a", timestamp=1, nonce="n" * 16)
+    assert before

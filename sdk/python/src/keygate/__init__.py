@@ -58,6 +58,12 @@ class Signer:
     def __repr__(self):
         return "Signer(access_key=%r, offset=%d)" % (self.access_key, self._offset)
 
+    def destroy(self):
+        """Overwrites the secret bytes held by this signer; it cannot sign afterwards."""
+        buf = self._secret._value
+        buf[:] = b"\0" * len(buf)
+        self._secret._value = bytearray()
+
     @property
     def offset(self):
         """Seconds added to the local clock (server time - local time), learned from skew refusals."""
@@ -68,6 +74,8 @@ class Signer:
 
     def sign(self, method, url, headers=None, body=b"", timestamp=None, nonce=None, signed_headers=None):
         """Returns the X-Kg-* headers (dict) for this request. `body` is what will be sent."""
+        if not self._secret._value:
+            raise SignError("this signer has no secret (empty, or destroyed)")
         names = self.signed_headers if signed_headers is None else signed_headers
         items = list(headers.items()) if hasattr(headers, "items") else list(headers or [])
         present = {n.lower() for n, _ in items}
