@@ -13,6 +13,7 @@ export class Signer {
   constructor(accessKey: string, secret: string | Uint8Array, opts?: { signedHeaders?: string[]; clock?: () => number });
   readonly accessKey: string; offset: number;
   now(): number;
+  destroy(): void;
   sign(method: string, url: string, headers?: HeaderInput, body?: Body, opts?: { timestamp?: number; nonce?: string }): Record<string, string>;
   learnSkew(status: number, envelope: unknown, dateHeader?: string | null): boolean;
 }

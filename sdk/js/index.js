@@ -157,7 +157,10 @@ class Signer {
     this.offset = 0;
   }
   now() { return Math.floor(this.clock()) + this.offset; }
+  /** Overwrites the secret copy; the signer refuses to sign afterwards. */
+  destroy() { const b = secrets.get(this); if (b) b.fill(0); secrets.delete(this); }
   sign(method, url, headers, body, { timestamp, nonce } = {}) {
+    if (!secrets.has(this)) throw new SignError('this signer was destroyed');
     const present = new Set(headerItems(headers).map(([n]) => n.toLowerCase()));
     const { authority } = splitUrl(url);
     const names = this.signedHeaders.filter((n) => present.has(n.toLowerCase()) || (n.toLowerCase() === 'host' && authority !== null));

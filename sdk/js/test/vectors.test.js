@@ -52,3 +52,9 @@ test('random nonces, secret not exposed', () => {
   assert.ok(!JSON.stringify(s).includes('topsecret'));
   assert.ok(!require('node:util').inspect(s).includes('topsecret'));
 });
+test('destroyed signer refuses', () => {
+  const s = new kg.Signer('AK', 's3cret');
+  s.sign('GET', '/a');
+  s.destroy();
+  assert.throws(() => s.sign('GET', '/a'), (e) => e instanceof kg.SignError);
+});

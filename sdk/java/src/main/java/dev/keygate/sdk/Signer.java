@@ -39,6 +39,7 @@ public final class Signer {
     private final List<String> signedHeaders;
     private final LongSupplier clockSeconds;
     private final AtomicLong offset = new AtomicLong();
+    private volatile boolean destroyed;
 
     public Signer(String accessKey, byte[] secret, List<String> signedHeaders, LongSupplier clockSeconds) {
         this.accessKey = accessKey;
@@ -59,7 +60,10 @@ public final class Signer {
     public String toString() { return "Signer(" + accessKey + ")"; }
 
     /** Wipes the secret copy held by this signer. */
-    public void destroy() { Arrays.fill(secret, (byte) 0); }
+    public void destroy() {
+        destroyed = true;
+        Arrays.fill(secret, (byte) 0);
+    }
 
     /** X-Kg-* headers for this request; only configured signed headers that are present (host: from the URL). */
     public Map<String, String> sign(String method, String url, List<Map.Entry<String, String>> headers, byte[] body) {
@@ -68,6 +72,7 @@ public final class Signer {
 
     public Map<String, String> sign(String method, String url, List<Map.Entry<String, String>> headers, byte[] body,
             long timestamp, String nonce) {
+        if (destroyed) throw new SignException("this signer was destroyed", "malformed_auth");
         String authority = splitUrl(url)[0];
         List<String> names = new ArrayList<>();
         for (String n : signedHeaders) {

@@ -122,4 +122,12 @@ class VectorsTest {
         assertEquals("abc", e.requestId());
         assertEquals(null, KeygateException.fromEnvelope(502, "not json", null));
     }
+
+    @Test
+    void destroyedSignerRefuses() {
+        Signer s = new Signer("AK", "s3cret", List.of("host"));
+        s.sign("GET", "/a", List.of(), new byte[0]);
+        s.destroy();
+        assertThrows(KeygateException.class, () -> s.sign("GET", "/a", List.of(), new byte[0]));
+    }
 }
