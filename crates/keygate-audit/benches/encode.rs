@@ -42,9 +42,19 @@ fn bench(c: &mut Criterion) {
         })
     });
     c.bench_function("audit: mask a 1 KiB JSON body", |b| {
-        let body = format!(r#"{{"card":"4111111111111111","items":[{}],"cvv":"123"}}"#, r#"{"sku":"abc","qty":1},"#.repeat(40).trim_end_matches(','));
+        let body = format!(
+            r#"{{"card":"4111111111111111","items":[{}],"cvv":"123"}}"#,
+            r#"{"sku":"abc","qty":1},"#.repeat(40).trim_end_matches(',')
+        );
         let fields = vec!["card".to_string(), "cvv".to_string()];
-        b.iter(|| keygate_audit::mask::body_for_audit(Some("application/json"), black_box(body.as_bytes()), &fields, 4096))
+        b.iter(|| {
+            keygate_audit::mask::body_for_audit(
+                Some("application/json"),
+                black_box(body.as_bytes()),
+                &fields,
+                4096,
+            )
+        })
     });
 }
 
