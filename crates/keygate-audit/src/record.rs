@@ -44,16 +44,19 @@ pub struct AuditRecord {
 
 /// A new record id for a request that arrived at `at_ms`.
 pub fn new_id(at_ms: i64) -> String {
-    let mut rnd = [0u8; 10];
-    // A failing system RNG leaves zeros; the time prefix still orders, replays still dedupe
-    // within a millisecond only by request — acceptable for an audit id, never for a secret.
-    let _ = aws_lc_rs::rand::fill(&mut rnd);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut raw = [0u8; 16];
     let ms = (at_ms.max(0) as u64) & 0xFFFF_FFFF_FFFF;
-    let mut s = format!("{ms:012x}");
-    for b in rnd {
-        s.push_str(&format!("{b:02x}"));
+    raw[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    // A failing system RNG leaves zeros: the id still orders by time, and a replayed record
+    // keeps the id it was given, so deduplication never depends on fresh randomness.
+    let _ = aws_lc_rs::rand::fill(&mut raw[6..]);
+    let mut out = String::with_capacity(32);
+    for b in raw {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
-    s
+    out
 }
 
 /// Cuts `path` to [`MAX_PATH`] bytes on a character boundary.
@@ -74,6 +77,7 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_time_ordered() {
+        assert!(new_id(0x0123_4567_89ab).starts_with("0123456789ab"));
         let a = new_id(1_700_000_000_000);
         let b = new_id(1_700_000_000_001);
         assert_eq!(a.len(), 32);
