@@ -165,6 +165,7 @@ async fn two_replicas(kind: &'static str, nudge: bool, reload_ms: u64) -> Vec<Du
     let (ok, out, err) = cli(&["admin-token", "create", "-c", cfg_path, "--name", "ops", "--json"], &[]);
     assert!(ok, "{err}");
     let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    note_secret(&token);
     let admin_url = format!("http://{admin}");
     let env = [("KEYGATE_ADMIN_URL", admin_url.as_str()), ("KEYGATE_ADMIN_TOKEN", token.as_str())];
     assert!(cli(&["tenants", "create", "t1"], &env).0);
@@ -176,6 +177,7 @@ async fn two_replicas(kind: &'static str, nudge: bool, reload_ms: u64) -> Vec<Du
     let created: Value = serde_json::from_str(&out).unwrap();
     let ak = created["key"]["access_key"].as_str().unwrap().to_string();
     let secret = created["secret"].as_str().unwrap().to_string();
+    note_secret(&secret);
     // Human output names the key; the secret is shown once and then never again.
     let (ok, table, _) = cli(&["keys", "list", "--app", "app1"], &env);
     assert!(ok && table.contains(&ak) && table.starts_with("ACCESS_KEY") && !table.contains(&secret));
@@ -329,6 +331,8 @@ secret_env = "SK"
     assert_eq!(s, 201, "{rot}");
     let new_ak = rot["new"]["access_key"].as_str().unwrap().to_string();
     let new_sk = rot["secret"].as_str().unwrap().to_string();
+    note_secret(&new_sk);
+    note_secret(&token);
     assert_eq!(rot["old"]["successor"], new_ak.as_str());
     let (gw, new_ak, new_sk) = (&gw, new_ak.as_str(), new_sk.as_str());
     wait_until(Instant::now(), Duration::from_secs(5), move || async move {

@@ -144,8 +144,62 @@ pub struct Keygate {
 
 impl Drop for Keygate {
     fn drop(&mut self) {
+        if let Some(dir) = artifacts() {
+            self.save_artifacts(&dir);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// With `KEYGATE_TEST_ARTIFACTS` set (scripts/test does), every process's log, metric output and
+/// audit rows are kept there, and every secret a test used is listed in `secrets.txt`, so one
+/// grep over the whole run can prove no secret leaked (scripts/secret-grep).
+pub fn artifacts() -> Option<PathBuf> {
+    std::env::var_os("KEYGATE_TEST_ARTIFACTS").map(PathBuf::from)
+}
+
+/// Lists a secret of this run for the final grep.
+pub fn note_secret(secret: &str) {
+    let Some(dir) = artifacts() else { return };
+    if secret.len() < 8 {
+        return; // too short to grep for without false hits
+    }
+    use std::io::Write as _;
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("secrets.txt")) {
+        let _ = writeln!(f, "{secret}");
+    }
+}
+
+impl Keygate {
+    fn save_artifacts(&self, dir: &Path) {
+        let tag = format!("{}-{}", std::process::id(), self.child.id());
+        let _ = std::fs::create_dir_all(dir.join("logs"));
+        let _ = std::fs::write(dir.join("logs").join(format!("{tag}.log")), self.logs());
+        if let Some(m) = self.metrics {
+            use std::io::{Read as _, Write as _};
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&m, Duration::from_secs(2)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                let _ = std::fs::create_dir_all(dir.join("metrics"));
+                let _ = std::fs::write(dir.join("metrics").join(format!("{tag}.txt")), out);
+            }
+        }
+        let cfg = self.dir.path().join("keygate.toml");
+        if cfg.exists() {
+            let out = Command::new(bin())
+                .args(["audit", "export", "-c"])
+                .arg(&cfg)
+                .env("KEYGATE_MASTER_KEY", MASTER_KEY)
+                .output();
+            if let Ok(out) = out {
+                let _ = std::fs::create_dir_all(dir.join("audit"));
+                let _ = std::fs::write(dir.join("audit").join(format!("{tag}.jsonl")), out.stdout);
+            }
+        }
     }
 }
 
@@ -178,6 +232,21 @@ pub fn start_keygate(config: &str, env: &[(&str, &str)]) -> Keygate {
 }
 
 pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)]) -> Keygate {
+    // Every value handed to the process through the environment is a secret of this run (SK,
+    // master keys, passwords), as are inline `secret = "…"` values of the config.
+    note_secret(MASTER_KEY.trim_start_matches("v1:"));
+    for (_, v) in env {
+        for part in v.split(',') {
+            note_secret(part.split_once(':').map_or(part, |(_, b)| b));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(cfg_path) {
+        for line in text.lines() {
+            if let Some(v) = line.trim().strip_prefix("secret = \"") {
+                note_secret(v.trim_end_matches('"'));
+            }
+        }
+    }
     let mut cmd = Command::new(bin());
     cmd.args(["--log-format", "json", "serve", "--config"])
         .arg(cfg_path)
@@ -275,6 +344,7 @@ pub fn sign(
     for (n, v) in extra {
         headers.append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
     }
+    note_secret(secret);
     let signer = keygate_sign::Signer::new(
         key,
         secrecy::SecretBox::new(secret.as_bytes().to_vec().into_boxed_slice()),
