@@ -18,13 +18,28 @@ pub use channels::{ChannelConfig, DeliveryError, Retry, Sender};
 pub use rules::{Alert, Engine, Event, Per, RuleConfig, RuleError};
 
 /// `[alerts]` in the config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
+    /// At most this many alerts are delivered per minute; the rest are counted and reported in
+    /// one summary alert at the end of the minute (an attacker rotating source IPs must not
+    /// turn alerting into a flood of webhooks and mail).
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+}
+
+fn default_max_per_minute() -> u32 {
+    30
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { rules: Vec::new(), channels: Vec::new(), max_per_minute: default_max_per_minute() }
+    }
 }
 
 enum Input {
@@ -38,6 +53,8 @@ pub struct AlertStats {
     /// Inputs dropped because the queue was full (alerting never slows requests down).
     pub dropped: AtomicU64,
     pub fired: AtomicU64,
+    /// Fired but not delivered individually because of `max_per_minute`.
+    pub suppressed: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
 }
@@ -69,15 +86,68 @@ pub enum AlertsError {
 impl Alerts {
     /// Validates the rules and starts the evaluation task (on the current Tokio runtime).
     pub fn start(cfg: AlertsConfig, retry: Retry) -> Result<Self, AlertsError> {
+        Self::start_with_window(cfg, retry, std::time::Duration::from_secs(60))
+    }
+
+    /// [`Alerts::start`] with the rate-cap window given (tests use a short one).
+    pub fn start_with_window(
+        cfg: AlertsConfig,
+        retry: Retry,
+        window: std::time::Duration,
+    ) -> Result<Self, AlertsError> {
         let mut engine = Engine::new(&cfg.rules)?;
         let interesting = Arc::new(interesting_codes(&cfg.rules));
         let sender = Sender::new(retry)?;
         let (tx, mut rx) = mpsc::channel::<Input>(16_384);
         let stats = Arc::new(AlertStats::default());
         let channels = Arc::new(cfg.channels);
+        let cap = u64::from(cfg.max_per_minute.max(1));
         let st = stats.clone();
+        let deliver = move |alert: Alert, st: Arc<AlertStats>| {
+            for ch in channels.iter() {
+                let (sender, ch, alert, st) = (sender.clone(), ch.clone(), alert.clone(), st.clone());
+                tokio::spawn(async move {
+                    match sender.deliver(&ch, &alert).await {
+                        Ok(_) => st.delivered.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::error!(channel = ch.kind(), rule = %alert.rule, error = %e, "alert not delivered");
+                            st.failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                });
+            }
+        };
         tokio::spawn(async move {
-            while let Some(input) = rx.recv().await {
+            let mut tick = tokio::time::interval(window);
+            tick.tick().await;
+            let (mut sent, mut suppressed) = (0u64, 0u64);
+            loop {
+                let input = tokio::select! {
+                    input = rx.recv() => match input {
+                        Some(i) => i,
+                        None => return,
+                    },
+                    _ = tick.tick() => {
+                        if suppressed > 0 {
+                            let now = unix_now();
+                            deliver(Alert {
+                                rule: "alert_rate_cap".into(),
+                                kind: "summary".into(),
+                                subject: "keygate".into(),
+                                count: suppressed,
+                                window_secs: window.as_secs(),
+                                at: now,
+                                message: format!(
+                                    "keygate: {suppressed} more alerts in the last {} s were not sent individually (max {cap} per window); see the logs",
+                                    window.as_secs()
+                                ),
+                            }, st.clone());
+                        }
+                        sent = 0;
+                        suppressed = 0;
+                        continue;
+                    }
+                };
                 let now = unix_now();
                 let fired = match input {
                     Input::Event(ev) => engine.observe(&ev, now),
@@ -86,17 +156,12 @@ impl Alerts {
                 for alert in fired {
                     st.fired.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(rule = %alert.rule, subject = %alert.subject, count = alert.count, "alert: {}", alert.message);
-                    for ch in channels.iter() {
-                        let (sender, ch, alert, st) = (sender.clone(), ch.clone(), alert.clone(), st.clone());
-                        tokio::spawn(async move {
-                            match sender.deliver(&ch, &alert).await {
-                                Ok(_) => st.delivered.fetch_add(1, Ordering::Relaxed),
-                                Err(e) => {
-                                    tracing::error!(channel = ch.kind(), rule = %alert.rule, error = %e, "alert not delivered");
-                                    st.failed.fetch_add(1, Ordering::Relaxed)
-                                }
-                            };
-                        });
+                    if sent < cap {
+                        sent += 1;
+                        deliver(alert, st.clone());
+                    } else {
+                        suppressed += 1;
+                        st.suppressed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

@@ -216,6 +216,7 @@ async fn the_pipeline_fires_once_per_cooldown_and_delivers() {
             cooldown_secs: 600,
         }],
         channels: vec![ChannelConfig::Webhook { url: format!("http://{addr}/hook") }],
+        max_per_minute: 30,
     };
     let alerts = Alerts::start(cfg, fast()).unwrap();
     for _ in 0..10 {
@@ -235,4 +236,47 @@ async fn the_pipeline_fires_once_per_cooldown_and_delivers() {
     assert_eq!(got.len(), 1, "one alert per cooldown");
     assert_eq!(got[0].1["subject"], "192.0.2.9");
     assert_eq!(alerts.stats.fired.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn an_ip_rotating_flood_is_capped_and_summarised() {
+    let (addr, got) = receiver(0).await;
+    let cfg = AlertsConfig {
+        rules: vec![RuleConfig::SignatureFailures {
+            name: None,
+            per: Per::Ip,
+            threshold: 1,
+            window_secs: 60,
+            cooldown_secs: 600,
+        }],
+        channels: vec![ChannelConfig::Webhook { url: format!("http://{addr}/hook") }],
+        max_per_minute: 5,
+    };
+    let alerts = Alerts::start_with_window(cfg, fast(), Duration::from_millis(500)).unwrap();
+    // 100 source addresses, each over its threshold: 100 alerts fire.
+    for i in 0..100u32 {
+        for _ in 0..2 {
+            alerts.record(Event {
+                app: Some("shop".into()),
+                ip: std::net::Ipv4Addr::from(0xC000_0200 + i).into(),
+                code: "signature_mismatch".into(),
+            });
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = got.0.lock().unwrap().iter().filter(|(_, v)| v["rule"] == "alert_rate_cap").count();
+        if n > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no summary");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = got.0.lock().unwrap().clone();
+    let individual = got.iter().filter(|(_, v)| v["rule"] == "signature_failures").count();
+    let summary = got.iter().find(|(_, v)| v["rule"] == "alert_rate_cap").unwrap();
+    assert_eq!(individual, 5, "capped per window");
+    assert_eq!(summary.1["count"], 95);
+    assert_eq!(alerts.stats.fired.load(std::sync::atomic::Ordering::Relaxed), 100);
+    assert_eq!(alerts.stats.suppressed.load(std::sync::atomic::Ordering::Relaxed), 95);
 }
