@@ -185,4 +185,38 @@ mod tests {
         }
         assert!(!is_secret_header("content-type") && !is_secret_header("x-trace-id"));
     }
+
+    /// Arbitrary bodies and content types never panic, and the output never exceeds the cap.
+    #[test]
+    fn arbitrary_bodies_never_panic_and_respect_the_cap() {
+        let cts = [
+            None,
+            Some("application/json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("text/plain"),
+            Some(""),
+        ];
+        let pieces: [&[u8]; 10] = [b"{", b"}", b"\"card\"", b":", b"\"x\"", b"[", b"]", b"=", b"&", b"%4"];
+        let mut x: u64 = 0xA076_1D64_78BD_642F;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let fields = f(&["card", "pass word"]);
+        for _ in 0..50_000 {
+            let mut body = Vec::new();
+            for _ in 0..(next() % 12) {
+                if next() % 3 == 0 {
+                    body.push(next() as u8);
+                } else {
+                    body.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+                }
+            }
+            let cap = (next() % 40) as usize + 4;
+            let out = body_for_audit(cts[(next() % cts.len() as u64) as usize], &body, &fields, cap);
+            assert!(out.len() <= cap.max(3), "{} > {cap}", out.len());
+        }
+    }
 }

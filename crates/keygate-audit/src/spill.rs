@@ -251,4 +251,46 @@ mod tests {
         s.clear().unwrap();
         assert!(s.is_empty() && !s.path().exists());
     }
+
+    /// Any file content: read_all never panics, returns only intact frames, and leaves a file
+    /// that reads back the same (deterministic fuzz over 2,000 random files and mutations).
+    #[test]
+    fn arbitrary_files_never_panic_and_repair_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut good = Vec::new();
+        {
+            let mut s = Spill::open(dir.path(), 1 << 20).unwrap();
+            s.append(&[rec(1), rec(2), rec(3)]).unwrap();
+            good = std::fs::read(s.path()).unwrap_or(good);
+        }
+        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..2_000 {
+            let mut bytes = if round % 2 == 0 {
+                (0..(next() % 64)).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                let mut b = good.clone();
+                let i = (next() as usize) % b.len();
+                b[i] ^= (next() as u8) | 1;
+                b.truncate(b.len() - (next() as usize % 16).min(b.len()));
+                b
+            };
+            if round % 7 == 0 {
+                bytes.extend_from_slice(&[0xff; 8]); // an absurd length header
+            }
+            let path = dir.path().join("audit-spill.log");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut s = Spill::open(dir.path(), 1 << 20).unwrap();
+            let first = s.read_all().unwrap();
+            assert!(first.records.len() <= 3);
+            let again = Spill::open(dir.path(), 1 << 20).unwrap().read_all().unwrap();
+            assert_eq!(again.records.len(), first.records.len());
+            assert_eq!(again.truncated_bytes, 0, "the first read repaired the file");
+        }
+    }
 }
