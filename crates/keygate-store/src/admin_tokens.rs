@@ -170,6 +170,105 @@ impl TryFrom<AdminTokenRow> for AdminTokenRecord {
 pub(crate) const COLUMNS: &str =
     "id, name, role, tenant_id, app_grants, created_at, created_by, expires_at, revoked_at";
 
+/// The admin-token queries of `repo::Tx`, written once: the backends differ only in their
+/// placeholder syntax (`$n` or `?`), given as a closure `usize -> String`.
+macro_rules! admin_token_methods {
+    ($ph:expr) => {
+        async fn admin_token_insert(
+            &mut self,
+            rec: &crate::admin_tokens::AdminTokenRecord,
+            hash: &str,
+            grants_json: &str,
+        ) -> Result<(), crate::StoreError> {
+            let ph = $ph;
+            let sql = format!(
+                "INSERT INTO admin_tokens ({}, token_hash) VALUES ({})",
+                crate::admin_tokens::COLUMNS,
+                (1..=10).map(ph).collect::<Vec<_>>().join(", ")
+            );
+            sqlx::query(&sql)
+                .bind(&rec.id)
+                .bind(&rec.name)
+                .bind(rec.role.as_str())
+                .bind(&rec.tenant_id)
+                .bind(grants_json)
+                .bind(rec.created_at)
+                .bind(&rec.created_by)
+                .bind(rec.expires_at)
+                .bind(rec.revoked_at)
+                .bind(hash)
+                .execute(&mut *self.0)
+                .await
+                .map_err(|e| {
+                    crate::write_error(e, || format!("admin token {} already exists", rec.id), String::new)
+                })?;
+            Ok(())
+        }
+
+        async fn admin_token_get(
+            &mut self,
+            id: &str,
+        ) -> Result<Option<crate::admin_tokens::AdminTokenRecord>, crate::StoreError> {
+            let ph = $ph;
+            let sql =
+                format!("SELECT {} FROM admin_tokens WHERE id = {}", crate::admin_tokens::COLUMNS, ph(1));
+            let row = sqlx::query_as::<_, crate::admin_tokens::AdminTokenRow>(&sql)
+                .bind(id)
+                .fetch_optional(&mut *self.0)
+                .await?;
+            row.map(crate::admin_tokens::AdminTokenRecord::try_from).transpose()
+        }
+
+        async fn admin_token_by_hash(
+            &mut self,
+            hash: &str,
+        ) -> Result<Option<crate::admin_tokens::AdminTokenRecord>, crate::StoreError> {
+            let ph = $ph;
+            let sql = format!(
+                "SELECT {} FROM admin_tokens WHERE token_hash = {}",
+                crate::admin_tokens::COLUMNS,
+                ph(1)
+            );
+            let row = sqlx::query_as::<_, crate::admin_tokens::AdminTokenRow>(&sql)
+                .bind(hash)
+                .fetch_optional(&mut *self.0)
+                .await?;
+            row.map(crate::admin_tokens::AdminTokenRecord::try_from).transpose()
+        }
+
+        async fn admin_token_list(
+            &mut self,
+            tenant_id: Option<&str>,
+        ) -> Result<Vec<crate::admin_tokens::AdminTokenRecord>, crate::StoreError> {
+            let ph = $ph;
+            let filter =
+                if tenant_id.is_some() { format!(" WHERE tenant_id = {}", ph(1)) } else { String::new() };
+            let sql = format!(
+                "SELECT {} FROM admin_tokens{filter} ORDER BY created_at, id",
+                crate::admin_tokens::COLUMNS
+            );
+            let mut q = sqlx::query_as::<_, crate::admin_tokens::AdminTokenRow>(&sql);
+            if let Some(t) = tenant_id {
+                q = q.bind(t);
+            }
+            let rows = q.fetch_all(&mut *self.0).await?;
+            rows.into_iter().map(crate::admin_tokens::AdminTokenRecord::try_from).collect()
+        }
+
+        async fn admin_token_revoke(&mut self, id: &str, now: i64) -> Result<(), crate::StoreError> {
+            let ph = $ph;
+            let sql = format!(
+                "UPDATE admin_tokens SET revoked_at = {} WHERE id = {} AND revoked_at IS NULL",
+                ph(1),
+                ph(2)
+            );
+            sqlx::query(&sql).bind(now).bind(id).execute(&mut *self.0).await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use admin_token_methods;
+
 #[cfg(test)]
 mod tests {
     use super::*;

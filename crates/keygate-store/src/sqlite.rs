@@ -7,7 +7,6 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::admin_tokens::{self, AdminTokenRecord, AdminTokenRow};
 use crate::repo::{AuditInsert, Tx};
 use crate::rows::{
     bind_key_columns, bind_key_update, key_columns, open_row, unwrap_open_error, AppRow, AuditRow,
@@ -367,80 +366,7 @@ impl Tx for SqliteTx {
         rows.into_iter().map(AdminAuditEntry::try_from).collect()
     }
 
-    async fn admin_token_insert(&mut self, rec: &AdminTokenRecord, hash: &str, grants_json: &str) -> R<()> {
-        sqlx::query(
-            "INSERT INTO admin_tokens (id, name, token_hash, role, tenant_id, app_grants, created_at, created_by, expires_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&rec.id)
-        .bind(&rec.name)
-        .bind(hash)
-        .bind(rec.role.as_str())
-        .bind(&rec.tenant_id)
-        .bind(grants_json)
-        .bind(rec.created_at)
-        .bind(&rec.created_by)
-        .bind(rec.expires_at)
-        .bind(rec.revoked_at)
-        .execute(&mut *self.0)
-        .await
-        .map_err(|e| write_error(e, || format!("admin token {} already exists", rec.id), String::new))?;
-        Ok(())
-    }
-
-    async fn admin_token_get(&mut self, id: &str) -> R<Option<AdminTokenRecord>> {
-        let row = sqlx::query_as::<_, AdminTokenRow>(&format!(
-            "SELECT {} FROM admin_tokens WHERE id = ?",
-            admin_tokens::COLUMNS
-        ))
-        .bind(id)
-        .fetch_optional(&mut *self.0)
-        .await?;
-        row.map(AdminTokenRecord::try_from).transpose()
-    }
-
-    async fn admin_token_by_hash(&mut self, hash: &str) -> R<Option<AdminTokenRecord>> {
-        let row = sqlx::query_as::<_, AdminTokenRow>(&format!(
-            "SELECT {} FROM admin_tokens WHERE token_hash = ?",
-            admin_tokens::COLUMNS
-        ))
-        .bind(hash)
-        .fetch_optional(&mut *self.0)
-        .await?;
-        row.map(AdminTokenRecord::try_from).transpose()
-    }
-
-    async fn admin_token_list(&mut self, tenant_id: Option<&str>) -> R<Vec<AdminTokenRecord>> {
-        let rows = match tenant_id {
-            Some(t) => {
-                sqlx::query_as::<_, AdminTokenRow>(&format!(
-                    "SELECT {} FROM admin_tokens WHERE tenant_id = ? ORDER BY created_at, id",
-                    admin_tokens::COLUMNS
-                ))
-                .bind(t)
-                .fetch_all(&mut *self.0)
-                .await?
-            }
-            None => {
-                sqlx::query_as::<_, AdminTokenRow>(&format!(
-                    "SELECT {} FROM admin_tokens ORDER BY created_at, id",
-                    admin_tokens::COLUMNS
-                ))
-                .fetch_all(&mut *self.0)
-                .await?
-            }
-        };
-        rows.into_iter().map(AdminTokenRecord::try_from).collect()
-    }
-
-    async fn admin_token_revoke(&mut self, id: &str, now: i64) -> R<()> {
-        sqlx::query("UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
+    crate::admin_tokens::admin_token_methods!(|_: usize| "?".to_string());
 
     async fn commit(self) -> R<()> {
         Ok(self.0.commit().await?)
