@@ -1,4 +1,4 @@
-// Hot-path costs of keygate-sign: canonical query, KG1 verify/sign, legacy verify.
+// Hot-path costs of keygate-sign: canonical query, KG1 verify/sign, legacy, SigV4 and RFC 9421 verify.
 // Must not measure anything outside this crate (no HTTP stack, no state stores).
 
 use std::hint::black_box;
@@ -109,5 +109,88 @@ fn bench_legacy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_query, bench_kg1, bench_legacy);
+/// AWS SigV4 and RFC 9421 verification of a 1 KiB POST (parse + canonical request + HMAC).
+fn bench_other_schemes(c: &mut Criterion) {
+    use keygate_sign::{rfc9421, sigv4};
+    let body = vec![b'x'; 1024];
+    let mut g = c.benchmark_group("other schemes verify, 1 KiB");
+    // SigV4: sign once with our signer (byte-identical to botocore), verify in the loop.
+    let query = vec![("a".to_string(), "1".to_string())];
+    let sreq = sigv4::SigV4Request {
+        method: "POST",
+        raw_path: "/v1/orders",
+        query: &query,
+        headers: &[("host".to_string(), "api.example.com".to_string())],
+        body: &body,
+    };
+    let creds = sigv4::SigV4Credentials {
+        access_key_id: "AKIDEXAMPLE",
+        secret_access_key: "secret-0123456789",
+        session_token: None,
+        region: "us-east-1",
+        service: "execute-api",
+    };
+    let t = 1_764_000_000;
+    let added = sigv4::sign(&sreq, &creds, t, true);
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "api.example.com".parse().expect("bench fixture"));
+    for (n, v) in &added {
+        headers.insert(
+            http::HeaderName::from_bytes(n.as_bytes()).expect("bench fixture"),
+            v.parse().expect("bench fixture"),
+        );
+    }
+    let auth_header = headers["authorization"].to_str().expect("bench fixture").to_string();
+    let policy =
+        sigv4::SigV4Policy { region: "us-east-1", service: "execute-api", allow_unsigned_payload: false };
+    g.bench_function("aws-sigv4 (header form)", |b| {
+        b.iter(|| {
+            let auth = sigv4::parse_authorization(black_box(&auth_header)).expect("bench fixture");
+            let rq = sigv4::Received {
+                method: "POST",
+                raw_path: "/v1/orders",
+                query: &query,
+                headers: &headers,
+                body: &body,
+            };
+            sigv4::verify(&auth, &rq, b"secret-0123456789", &policy).expect("bench fixture")
+        })
+    });
+    // RFC 9421 hmac-sha256 over @method @target-uri content-digest.
+    let mut h = HeaderMap::new();
+    h.insert("host", "api.example.com".parse().expect("bench fixture"));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+    use base64::Engine as _;
+    let cd = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(digest.as_ref()));
+    h.insert("content-digest", cd.parse().expect("bench fixture"));
+    let si =
+        r#"sig1=("@method" "@target-uri" "content-digest");created=1764000000;keyid="k1";nonce="n-0001""#;
+    let unsigned = rfc9421::parse(si, "sig1=:AAAA:", None).expect("bench fixture");
+    let view = rfc9421::RequestView {
+        method: "POST",
+        scheme: "https",
+        authority: "api.example.com",
+        raw_path: "/v1/orders",
+        raw_query: None,
+        headers: &h,
+    };
+    let base = rfc9421::signature_base(&unsigned, &view).expect("bench fixture");
+    let mac = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"secret-0123456789"),
+        base.as_bytes(),
+    );
+    let sig_header = format!("sig1=:{}:", base64::engine::general_purpose::STANDARD.encode(mac.as_ref()));
+    let required = vec!["@method".to_string(), "@target-uri".to_string()];
+    g.bench_function("http-signature hmac-sha256 (+ Content-Digest)", |b| {
+        b.iter(|| {
+            let m = rfc9421::parse(black_box(si), &sig_header, None).expect("bench fixture");
+            rfc9421::verify_content_digest(&cd, &body).expect("bench fixture");
+            rfc9421::verify(&m, &view, rfc9421::VerifyKey::HmacSha256(b"secret-0123456789"), &required)
+                .expect("bench fixture")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_query, bench_kg1, bench_legacy, bench_other_schemes);
 criterion_main!(benches);

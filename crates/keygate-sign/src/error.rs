@@ -41,6 +41,15 @@ pub enum SignError {
     /// A header named in the signed-headers list is not in the request.
     #[error("signed header {0} is not present in the request")]
     SignedHeaderMissing(String),
+    /// An AWS SigV4 credential scope names another region or service than the key allows.
+    #[error("credential scope region/service is not the one configured for this key")]
+    ScopeMismatch,
+    /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` for a key that requires a signed body.
+    #[error("UNSIGNED-PAYLOAD is not allowed for this key")]
+    UnsignedPayload,
+    /// `x-amz-content-sha256` is not the SHA-256 of the body.
+    #[error("x-amz-content-sha256 does not match the body")]
+    PayloadHashMismatch,
     /// The signature does not match the request.
     #[error("signature does not match")]
     SignatureMismatch,
@@ -57,6 +66,9 @@ impl SignError {
         match self {
             SignError::MissingAuth => "missing_auth",
             SignError::SignatureMismatch => "signature_mismatch",
+            SignError::ScopeMismatch => "scope_mismatch",
+            SignError::UnsignedPayload => "unsigned_payload_not_allowed",
+            SignError::PayloadHashMismatch => "payload_hash_mismatch",
             SignError::InvalidPath(_) => "invalid_path",
             SignError::MissingField(_)
             | SignError::MissingParam(_)

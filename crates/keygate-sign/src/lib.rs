@@ -7,19 +7,26 @@
 //!   HMAC sign/verify); [`Signer`] is its client side.
 //! - [`legacy`]: the "sorted params + secret" family (MD5/SHA-1/SHA-256).
 //! - [`query`], [`path`], [`digest`]: canonical query, raw path rules, body hash.
+//! - Provider algorithms for the outbound gateway: [`sigv4`] (AWS), [`alipay`] (RSA2),
+//!   [`wechatpay`] (API v3), on RSA keys from [`rsa`].
 //!
 //! The wire format is specified in `docs/signing.md`; the vectors in `docs/vectors/` are
 //! checked by this crate's tests and by an independent Python signer (`tests/interop/`).
 
 #![forbid(unsafe_code)]
 
+pub mod alipay;
 pub mod digest;
 mod error;
 pub mod kg1;
 pub mod legacy;
 pub mod path;
 pub mod query;
+pub mod rfc9421;
+pub mod rsa;
 mod signer;
+pub mod sigv4;
+pub mod wechatpay;
 
 pub use error::SignError;
 pub use signer::{SignedHeaders, Signer};
