@@ -89,6 +89,18 @@ impl Drop for TestDb {
                     }
                     _ => {
                         if let Ok(p) = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/test").await {
+                            // No `WITH (FORCE)` on MySQL: end sessions still holding a transaction
+                            // in the test database, or the DROP waits for its metadata lock.
+                            let ids: Vec<u64> = sqlx::query_scalar(
+                                "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist WHERE db = ?",
+                            )
+                            .bind(&name)
+                            .fetch_all(&p)
+                            .await
+                            .unwrap_or_default();
+                            for id in ids {
+                                let _ = p.execute(format!("KILL {id}").as_str()).await;
+                            }
                             let _ = p.execute(format!("DROP DATABASE IF EXISTS {name}").as_str()).await;
                         }
                     }

@@ -13,6 +13,7 @@ pub mod admin_tokens;
 pub mod crypto;
 mod mysql;
 mod postgres;
+pub mod providers;
 mod repo;
 mod rows;
 mod sqlite;
@@ -26,6 +27,7 @@ use zeroize::Zeroizing;
 
 pub use admin_tokens::{AdminRole, AdminTokenRecord};
 pub use crypto::{Keyring, MasterKey};
+pub use providers::{LoadedProvider, ProviderRecord, ProviderSecretMeta, ScriptVersion};
 pub use validate::limits;
 
 /// Errors of the store. Messages never contain a secret or a full connection password.
@@ -529,6 +531,8 @@ impl Store {
                 None => break,
             }
         }
+        // Provider secrets are few (tens to hundreds): one transaction.
+        total += write_tx!(self, |tx| repo::rewrap_provider_secrets(tx, &self.keyring))?;
         if total > 0 {
             let after = serde_json::json!({
                 "rewrapped": total,
@@ -626,6 +630,95 @@ impl Store {
     /// Revokes a token at once (idempotent). Returns the record as revoked.
     pub async fn revoke_admin_token(&self, id: &str) -> Result<AdminTokenRecord, StoreError> {
         write_tx!(self, |tx| repo::revoke_admin_token(tx, &self.actor, id, now_secs()))
+    }
+
+    // ---- outbound providers ----
+
+    /// Creates or replaces a provider document (tenant must exist; a provider never moves between
+    /// tenants). The document itself is validated by the caller (the outbound gateway's parser).
+    pub async fn put_provider(&self, rec: &ProviderRecord) -> Result<(ProviderRecord, Upsert), StoreError> {
+        providers::validate(rec)?;
+        write_tx!(self, |tx| repo::put_provider(tx, &self.actor, rec))
+    }
+
+    pub async fn get_provider(&self, id: &str) -> Result<ProviderRecord, StoreError> {
+        read_tx!(self, |tx| repo::get_provider(tx, id))
+    }
+
+    pub async fn list_providers(&self, tenant_id: Option<&str>) -> Result<Vec<ProviderRecord>, StoreError> {
+        read_tx!(self, |tx| repo::list_providers(tx, tenant_id))
+    }
+
+    /// Deletes a provider and its secrets.
+    pub async fn delete_provider(&self, id: &str) -> Result<(), StoreError> {
+        write_tx!(self, |tx| repo::delete_provider(tx, &self.actor, id))
+    }
+
+    /// Seals and stores (or replaces) a named secret of a provider. Write-only: nothing returns it
+    /// except [`Store::load_providers`].
+    pub async fn put_provider_secret(
+        &self,
+        provider_id: &str,
+        name: &str,
+        secret: &[u8],
+    ) -> Result<ProviderSecretMeta, StoreError> {
+        providers::validate_secret_name(name)?;
+        if secret.is_empty() || secret.len() > providers::MAX_SECRET_BYTES {
+            return Err(validate::invalid(
+                "secret.value",
+                format!("1 to {} bytes", providers::MAX_SECRET_BYTES),
+            ));
+        }
+        write_tx!(self, |tx| repo::put_provider_secret(
+            tx,
+            &self.actor,
+            &self.keyring,
+            provider_id,
+            name,
+            secret
+        ))
+    }
+
+    pub async fn delete_provider_secret(&self, provider_id: &str, name: &str) -> Result<(), StoreError> {
+        write_tx!(self, |tx| repo::delete_provider_secret(tx, &self.actor, provider_id, name))
+    }
+
+    /// Names and sizes of a provider's secrets.
+    pub async fn list_provider_secrets(
+        &self,
+        provider_id: &str,
+    ) -> Result<Vec<ProviderSecretMeta>, StoreError> {
+        read_tx!(self, |tx| repo::list_provider_secrets(tx, provider_id))
+    }
+
+    /// Saves a new version of a provider's script (numbered 1, 2, … per provider, audited). The
+    /// caller validates the source and activates it in the provider document.
+    pub async fn add_provider_script(
+        &self,
+        provider_id: &str,
+        source: &str,
+        comment: &str,
+    ) -> Result<ScriptVersion, StoreError> {
+        if source.is_empty() || source.len() > providers::MAX_CONFIG_BYTES {
+            return Err(validate::invalid(
+                "script.source",
+                format!("1 to {} bytes", providers::MAX_CONFIG_BYTES),
+            ));
+        }
+        if comment.len() > 1024 {
+            return Err(validate::invalid("script.comment", "at most 1024 bytes"));
+        }
+        write_tx!(self, |tx| repo::add_script(tx, &self.actor, provider_id, source, comment))
+    }
+
+    /// Every saved version of a provider's script, oldest first.
+    pub async fn list_provider_scripts(&self, provider_id: &str) -> Result<Vec<ScriptVersion>, StoreError> {
+        read_tx!(self, |tx| repo::list_scripts(tx, provider_id))
+    }
+
+    /// Every provider with its decrypted secrets, for the outbound snapshot.
+    pub async fn load_providers(&self) -> Result<Vec<LoadedProvider>, StoreError> {
+        read_tx!(self, |tx| repo::load_providers(tx, &self.keyring))
     }
 
     /// Closes the pool (flushes SQLite's WAL).

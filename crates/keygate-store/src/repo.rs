@@ -8,6 +8,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::admin_tokens::AdminTokenRecord;
+use crate::providers::{LoadedProvider, ProviderRecord, ProviderSecretMeta, ScriptVersion, SealedSecret};
 use crate::rows::{to_json, CiphertextRow, StoredKey};
 use crate::validate::{invalid, limits};
 use crate::{
@@ -107,6 +108,37 @@ pub(crate) trait Tx: Send + Sized {
         tenant_id: Option<&str>,
     ) -> impl Future<Output = R<Vec<AdminTokenRecord>>> + Send;
     fn admin_token_revoke(&mut self, id: &str, now: i64) -> impl Future<Output = R<()>> + Send;
+
+    fn provider_get(&mut self, id: &str) -> impl Future<Output = R<Option<ProviderRecord>>> + Send;
+    fn provider_list(
+        &mut self,
+        tenant_id: Option<&str>,
+    ) -> impl Future<Output = R<Vec<ProviderRecord>>> + Send;
+    fn provider_write(&mut self, p: &ProviderRecord, insert: bool) -> impl Future<Output = R<()>> + Send;
+    fn provider_delete(&mut self, id: &str) -> impl Future<Output = R<()>> + Send;
+    #[allow(clippy::too_many_arguments)]
+    fn provider_secret_put(
+        &mut self,
+        provider_id: &str,
+        name: &str,
+        version: i64,
+        ciphertext: &[u8],
+        byte_len: i64,
+        now: i64,
+        actor: &str,
+    ) -> impl Future<Output = R<()>> + Send;
+    fn provider_secret_delete(
+        &mut self,
+        provider_id: &str,
+        name: &str,
+    ) -> impl Future<Output = R<u64>> + Send;
+    fn provider_secrets(
+        &mut self,
+        provider_id: Option<&str>,
+    ) -> impl Future<Output = R<Vec<SealedSecret>>> + Send;
+
+    fn script_insert(&mut self, v: &ScriptVersion) -> impl Future<Output = R<()>> + Send;
+    fn script_list(&mut self, provider_id: &str) -> impl Future<Output = R<Vec<ScriptVersion>>> + Send;
 
     fn commit(self) -> impl Future<Output = R<()>> + Send;
 }
@@ -698,6 +730,190 @@ pub(crate) async fn admin_token_by_hash<T: Tx>(mut tx: T, hash: &str) -> R<Optio
 
 pub(crate) async fn list_admin_tokens<T: Tx>(mut tx: T, tenant_id: Option<&str>) -> R<Vec<AdminTokenRecord>> {
     tx.admin_token_list(tenant_id).await
+}
+
+// ---- outbound providers ----
+
+pub(crate) async fn put_provider<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    rec: &ProviderRecord,
+) -> R<(ProviderRecord, Upsert)> {
+    if tx.tenant_get(&rec.tenant_id, false).await?.is_none() {
+        return Err(not_found("tenant", &rec.tenant_id));
+    }
+    let now = now_secs();
+    let mut rec = rec.clone();
+    rec.updated_at = now;
+    rec.updated_by = actor.to_string();
+    let outcome = match tx.provider_get(&rec.id).await? {
+        Some(before) => {
+            if before.tenant_id != rec.tenant_id {
+                return Err(StoreError::Conflict(format!("provider {} belongs to another tenant", rec.id)));
+            }
+            rec.created_at = before.created_at;
+            tx.provider_write(&rec, false).await?;
+            changed(&mut tx, actor, "provider.update", &rec.id, Some(&value(&before)?), Some(&value(&rec)?))
+                .await?;
+            Upsert::Updated
+        }
+        None => {
+            rec.created_at = now;
+            tx.provider_write(&rec, true).await?;
+            changed(&mut tx, actor, "provider.create", &rec.id, None, Some(&value(&rec)?)).await?;
+            Upsert::Created
+        }
+    };
+    tx.commit().await?;
+    Ok((rec, outcome))
+}
+
+pub(crate) async fn get_provider<T: Tx>(mut tx: T, id: &str) -> R<ProviderRecord> {
+    let p = tx.provider_get(id).await?.ok_or_else(|| not_found("provider", id))?;
+    tx.commit().await?;
+    Ok(p)
+}
+
+pub(crate) async fn list_providers<T: Tx>(mut tx: T, tenant_id: Option<&str>) -> R<Vec<ProviderRecord>> {
+    let all = tx.provider_list(tenant_id).await?;
+    tx.commit().await?;
+    Ok(all)
+}
+
+pub(crate) async fn delete_provider<T: Tx>(mut tx: T, actor: &str, id: &str) -> R<()> {
+    let before = tx.provider_get(id).await?.ok_or_else(|| not_found("provider", id))?;
+    tx.provider_delete(id).await?;
+    changed(&mut tx, actor, "provider.delete", id, Some(&value(&before)?), None).await?;
+    tx.commit().await
+}
+
+pub(crate) async fn put_provider_secret<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    keyring: &Keyring,
+    provider_id: &str,
+    name: &str,
+    secret: &[u8],
+) -> R<ProviderSecretMeta> {
+    if tx.provider_get(provider_id).await?.is_none() {
+        return Err(not_found("provider", provider_id));
+    }
+    let (version, blob) = keyring.seal(&crate::providers::aad(provider_id, name), secret)?;
+    let now = now_secs();
+    let len = i64::try_from(secret.len()).unwrap_or(i64::MAX);
+    tx.provider_secret_put(provider_id, name, i64::from(version), &blob, len, now, actor).await?;
+    let after = serde_json::json!({"provider": provider_id, "name": name, "byte_len": len});
+    changed(&mut tx, actor, "provider.secret.put", &format!("{provider_id}/{name}"), None, Some(&after))
+        .await?;
+    tx.commit().await?;
+    Ok(ProviderSecretMeta {
+        name: name.to_string(),
+        byte_len: len,
+        updated_at: now,
+        updated_by: actor.to_string(),
+    })
+}
+
+pub(crate) async fn delete_provider_secret<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    provider_id: &str,
+    name: &str,
+) -> R<()> {
+    if tx.provider_secret_delete(provider_id, name).await? == 0 {
+        return Err(not_found("secret", &format!("{provider_id}/{name}")));
+    }
+    let before = serde_json::json!({"provider": provider_id, "name": name});
+    changed(&mut tx, actor, "provider.secret.delete", &format!("{provider_id}/{name}"), Some(&before), None)
+        .await?;
+    tx.commit().await
+}
+
+pub(crate) async fn list_provider_secrets<T: Tx>(mut tx: T, provider_id: &str) -> R<Vec<ProviderSecretMeta>> {
+    let metas = tx.provider_secrets(Some(provider_id)).await?.iter().map(SealedSecret::meta).collect();
+    tx.commit().await?;
+    Ok(metas)
+}
+
+/// Every provider with its decrypted secrets, for the outbound data plane.
+pub(crate) async fn load_providers<T: Tx>(mut tx: T, keyring: &Keyring) -> R<Vec<LoadedProvider>> {
+    let providers = tx.provider_list(None).await?;
+    let secrets = tx.provider_secrets(None).await?;
+    let mut out: Vec<LoadedProvider> =
+        providers.into_iter().map(|record| LoadedProvider { record, secrets: Vec::new() }).collect();
+    for s in secrets {
+        let Some(p) = out.iter_mut().find(|p| p.record.id == s.provider_id.0) else { continue };
+        let version = u32::try_from(s.master_key_version)
+            .map_err(|_| StoreError::Corrupt(format!("secret {}/{}", s.provider_id.0, s.name.0)))?;
+        let plain =
+            keyring.open(version, &crate::providers::aad(&s.provider_id.0, &s.name.0), &s.ciphertext)?;
+        p.secrets.push((s.name.0.clone(), plain));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Re-seals provider secrets below the keyring's current version. Returns how many.
+pub(crate) async fn rewrap_provider_secrets<T: Tx>(mut tx: T, keyring: &Keyring) -> R<usize> {
+    let current = i64::from(keyring.current_version());
+    let mut n = 0;
+    for s in tx.provider_secrets(None).await? {
+        if s.master_key_version >= current {
+            continue;
+        }
+        let aad = crate::providers::aad(&s.provider_id.0, &s.name.0);
+        let version =
+            u32::try_from(s.master_key_version).map_err(|_| StoreError::Corrupt("secret version".into()))?;
+        let (v, blob) = keyring.rewrap(version, &aad, &s.ciphertext)?;
+        tx.provider_secret_put(
+            &s.provider_id.0,
+            &s.name.0,
+            i64::from(v),
+            &blob,
+            s.byte_len,
+            s.updated_at,
+            &s.updated_by.0,
+        )
+        .await?;
+        n += 1;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Saves `source` as the provider's next script version (1, 2, …) and audits it.
+pub(crate) async fn add_script<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    provider_id: &str,
+    source: &str,
+    comment: &str,
+) -> R<ScriptVersion> {
+    if tx.provider_get(provider_id).await?.is_none() {
+        return Err(not_found("provider", provider_id));
+    }
+    let next = tx.script_list(provider_id).await?.last().map_or(1, |v| v.version + 1);
+    let v = ScriptVersion {
+        provider_id: provider_id.to_string(),
+        version: next,
+        source: source.to_string(),
+        comment: comment.to_string(),
+        created_at: now_secs(),
+        created_by: actor.to_string(),
+    };
+    tx.script_insert(&v).await?;
+    let after =
+        serde_json::json!({"provider": provider_id, "version": next, "comment": comment, "source": source});
+    audit(&mut tx, actor, "provider.script.save", &format!("{provider_id}/v{next}"), None, Some(&after))
+        .await?;
+    tx.commit().await?;
+    Ok(v)
+}
+
+pub(crate) async fn list_scripts<T: Tx>(mut tx: T, provider_id: &str) -> R<Vec<ScriptVersion>> {
+    let all = tx.script_list(provider_id).await?;
+    tx.commit().await?;
+    Ok(all)
 }
 
 #[cfg(test)]

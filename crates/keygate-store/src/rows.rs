@@ -335,3 +335,9 @@ impl KeyColumns {
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        t.0
+    }
+}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::{keyring_of, seed_secret, Kind, TestDb};
 use keygate_store::{
-    AdminRole, AdminTokenRecord, AppRecord, BackendKind, KeyRecord, Keyring, RateLimit, Store, StoreError,
-    TenantRecord, Upsert,
+    AdminRole, AdminTokenRecord, AppRecord, BackendKind, KeyRecord, Keyring, ProviderRecord, RateLimit,
+    Store, StoreError, TenantRecord, Upsert,
 };
 use secrecy::ExposeSecret;
 
@@ -46,6 +46,7 @@ backend_tests!(
     admin_audit_records_who_what_before_after,
     concurrent_writers_do_not_lose_updates,
     admin_tokens_are_hashed_scoped_and_revocable,
+    providers_and_write_only_secrets,
 );
 
 async fn run<F, Fut>(kind: Kind, case: F)
@@ -965,4 +966,92 @@ async fn store_futures_are_send() {
     assert_send(&store.rewrap_all());
     assert_send(&store.touch_last_used(&[("A", 1)]));
     assert_send(&store.load_keys());
+}
+
+async fn providers_and_write_only_secrets(db: TestDb) {
+    let store = seeded(&db).await.with_actor("ops");
+    store.create_tenant(&tenant("t2")).await.unwrap();
+    let doc = serde_json::json!({"base_url": "https://api.example.com", "paths": ["POST /v1/*"], "recipe": {"type": "hmac_header"}});
+    let rec = ProviderRecord {
+        id: "pay-1".into(),
+        tenant_id: "t1".into(),
+        config: doc.clone(),
+        created_at: 0,
+        updated_at: 0,
+        updated_by: String::new(),
+    };
+    let c0 = store.change_counter().await.unwrap();
+    let (saved, up) = store.put_provider(&rec).await.unwrap();
+    assert_eq!(up, Upsert::Created);
+    assert_eq!(saved.updated_by, "ops");
+    assert!(store.change_counter().await.unwrap() > c0, "replicas must see the change");
+    let mut moved = rec.clone();
+    moved.tenant_id = "t2".into();
+    assert_conflict(store.put_provider(&moved).await);
+    let mut missing = rec.clone();
+    missing.id = "pay-2".into();
+    missing.tenant_id = "nope".into();
+    assert_not_found(store.put_provider(&missing).await, "tenant nope");
+    let mut bad = rec.clone();
+    bad.id = "bad id".into();
+    assert_invalid(store.put_provider(&bad).await, "provider.id");
+    let mut updated = rec.clone();
+    updated.config["timeout_ms"] = 500.into();
+    let (after, up) = store.put_provider(&updated).await.unwrap();
+    assert_eq!(up, Upsert::Updated);
+    assert_eq!(after.created_at, saved.created_at);
+    assert_eq!(store.get_provider("pay-1").await.unwrap().config["timeout_ms"], 500);
+    assert_eq!(store.list_providers(Some("t1")).await.unwrap().len(), 1);
+    assert!(store.list_providers(Some("t2")).await.unwrap().is_empty());
+
+    let marker = common::random_hex(8);
+    let sk = format!("PROVIDER-SECRET-{marker}-0123456789");
+    let meta = store.put_provider_secret("pay-1", "secret", sk.as_bytes()).await.unwrap();
+    assert_eq!(meta.byte_len, sk.len() as i64);
+    store.put_provider_secret("pay-1", "key_id", b"kid-1").await.unwrap();
+    store.put_provider_secret("pay-1", "key_id", b"kid-2").await.unwrap(); // replaced
+    assert_invalid(store.put_provider_secret("pay-1", "bad name", b"x").await, "secret.name");
+    assert_invalid(store.put_provider_secret("pay-1", "empty", b"").await, "secret.value");
+    assert_not_found(store.put_provider_secret("ghost", "secret", b"x").await, "provider ghost");
+    let names: Vec<_> =
+        store.list_provider_secrets("pay-1").await.unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["key_id", "secret"]);
+    let loaded = store.load_providers().await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    let secrets: std::collections::BTreeMap<_, _> =
+        loaded[0].secrets.iter().map(|(n, v)| (n.clone(), v.to_vec())).collect();
+    assert_eq!(secrets["secret"], sk.as_bytes());
+    assert_eq!(secrets["key_id"], b"kid-2");
+    assert!(!format!("{loaded:?}").contains(&marker), "Debug shows names only");
+    let audit = store.list_admin_audit(50, 0).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "provider.secret.put" && a.target == "pay-1/secret"));
+    store.close().await;
+    for row in db.raw_rows().await {
+        assert!(
+            !row.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "a provider secret is stored in clear"
+        );
+    }
+
+    // Another master key cannot open them; rewrap moves them to a new key.
+    let store = Store::open(&db.url, keyring_of(&[1, 2])).await.unwrap();
+    assert!(store.rewrap_all().await.unwrap() >= 2);
+    store.close().await;
+    let store = Store::open(&db.url, keyring_of(&[2])).await.unwrap();
+    let loaded = store.load_providers().await.unwrap();
+    assert_eq!(loaded[0].secrets.len(), 2);
+    store.close().await;
+    let other =
+        Arc::new(Keyring::new([keygate_store::MasterKey::from_bytes(2, &[9u8; 32]).unwrap()]).unwrap());
+    let store = Store::open(&db.url, other).await.unwrap();
+    assert!(matches!(store.load_providers().await, Err(StoreError::Crypto)));
+    store.close().await;
+
+    let store = Store::open(&db.url, keyring_of(&[2])).await.unwrap();
+    store.delete_provider_secret("pay-1", "key_id").await.unwrap();
+    assert_not_found(store.delete_provider_secret("pay-1", "key_id").await, "secret pay-1/key_id");
+    store.delete_provider("pay-1").await.unwrap();
+    assert_not_found(store.get_provider("pay-1").await, "provider pay-1");
+    assert!(store.load_providers().await.unwrap().is_empty());
+    store.close().await;
 }

@@ -111,6 +111,8 @@ impl TestDb {
                      || COALESCE(after_json, '') AS BLOB) FROM admin_audit",
                     "SELECT CAST(id || '|' || name || '|' || token_hash || '|' || role || '|' || COALESCE(tenant_id, '') \
                      || '|' || app_grants AS BLOB) FROM admin_tokens",
+                    "SELECT CAST(id || '|' || tenant_id || '|' || config AS BLOB) FROM providers",
+                    "SELECT ciphertext FROM provider_secrets",
                 ] {
                     out.extend(sqlx::query_scalar::<_, Vec<u8>>(sql).fetch_all(&pool).await.unwrap());
                 }
@@ -122,10 +124,18 @@ impl TestDb {
                     "SELECT t::text FROM keys t",
                     "SELECT t::text FROM admin_audit t",
                     "SELECT t::text FROM admin_tokens t",
+                    "SELECT t::text FROM providers t",
+                    "SELECT t::text FROM provider_secrets t",
                 ] {
                     let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
                     out.extend(rows.into_iter().map(String::into_bytes));
                 }
+                out.extend(
+                    sqlx::query_scalar::<_, Vec<u8>>("SELECT ciphertext FROM provider_secrets")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap(),
+                );
                 out.extend(
                     sqlx::query_scalar::<_, Vec<u8>>("SELECT secret_ciphertext FROM keys")
                         .fetch_all(&pool)
@@ -142,6 +152,8 @@ impl TestDb {
                     "SELECT secret_ciphertext FROM `keys`",
                     "SELECT CONCAT_WS('|', actor, action, target, before_json, after_json) FROM admin_audit",
                     "SELECT CONCAT_WS('|', id, name, token_hash, role, tenant_id, app_grants) FROM admin_tokens",
+                    "SELECT CONCAT_WS('|', id, tenant_id, config) FROM providers",
+                    "SELECT ciphertext FROM provider_secrets",
                 ] {
                     out.extend(sqlx::query_scalar::<_, Vec<u8>>(sql).fetch_all(&pool).await.unwrap());
                 }
@@ -261,6 +273,12 @@ impl Drop for TestDb {
                 Kind::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
                 _ => format!("DROP DATABASE IF EXISTS {name}"),
             };
+            if kind == Kind::Mysql {
+                // MySQL has no `WITH (FORCE)`: a connection of the test's pool that still holds a
+                // transaction (its rollback queued on a task this blocked thread cannot poll)
+                // would make the DROP wait for the metadata lock forever. End those sessions first.
+                rt.block_on(kill_mysql_sessions(&admin, &name));
+            }
             rt.block_on(exec_admin(kind, &admin, &sql))
         })
         .join();
@@ -268,6 +286,22 @@ impl Drop for TestDb {
             eprintln!("warning: could not drop test database {}: {e}", self.name);
         }
     }
+}
+
+async fn kill_mysql_sessions(admin: &str, db: &str) {
+    let Ok(pool) = sqlx::mysql::MySqlPoolOptions::new().max_connections(1).connect(admin).await else {
+        return;
+    };
+    let ids: Vec<u64> =
+        sqlx::query_scalar("SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist WHERE db = ?")
+            .bind(db)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    for id in ids {
+        let _ = pool.execute(sqlx::raw_sql(&format!("KILL {id}"))).await;
+    }
+    pool.close().await;
 }
 
 async fn exec_admin(kind: Kind, admin: &str, sql: &str) -> Result<(), sqlx::Error> {
