@@ -57,6 +57,9 @@ pub enum GatewayError {
     UpstreamUnavailable,
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
+    /// A refusal of a [`crate::Dispatch`] handler (the outbound gateway), with its own code.
+    #[error("{message}")]
+    Dispatch { status: StatusCode, code: &'static str, message: String, retry_after: Option<u64> },
 }
 
 impl GatewayError {
@@ -86,6 +89,7 @@ impl GatewayError {
             Self::RouteNotFound => "route_not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::Dispatch { code, .. } => code,
         }
     }
 
@@ -93,7 +97,11 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Sign(e) => match e.code() {
-                "missing_auth" | "signature_mismatch" => StatusCode::UNAUTHORIZED,
+                "missing_auth"
+                | "signature_mismatch"
+                | "scope_mismatch"
+                | "unsigned_payload_not_allowed"
+                | "payload_hash_mismatch" => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::BAD_REQUEST,
             },
             Self::UnknownKey
@@ -115,6 +123,7 @@ impl GatewayError {
             Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Dispatch { status, .. } => *status,
         }
     }
 
@@ -142,6 +151,9 @@ impl GatewayError {
             let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             crate::gateway::add_rate_headers(&mut resp, Some(d));
+        }
+        if let Self::Dispatch { retry_after: Some(secs), .. } = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
         }
         let h = resp.headers_mut();
         if self.status() == StatusCode::UNAUTHORIZED {

@@ -69,11 +69,40 @@ pub struct Gateway {
     idem_settings: IdempotencySettings,
     upstream: UpstreamClients,
     observer: Arc<dyn Observer>,
+    dispatch: Option<Arc<dyn Dispatch>>,
+    /// `http` or `https`: what this listener speaks, for signatures that cover the target URI.
+    scheme: &'static str,
+}
+
+/// A verified request handed to a [`Dispatch`] handler instead of an upstream.
+#[derive(Debug)]
+pub struct Dispatched<'a> {
+    pub caller: Option<&'a Caller>,
+    /// The request as received (auth headers still present; the handler decides what to send).
+    pub parts: http::request::Parts,
+    /// The whole body, already read under the route's limit.
+    pub body: Bytes,
+    pub request_id: &'a str,
+    pub peer: SocketAddr,
+}
+
+/// Handles verified requests in place of proxying (the outbound gateway is one). Refusals are
+/// [`GatewayError::Dispatch`] so the envelope is still built in one place.
+pub trait Dispatch: Send + Sync + std::fmt::Debug {
+    fn dispatch<'a>(
+        &'a self,
+        req: Dispatched<'a>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<ResponseBody>, GatewayError>> + Send + 'a>,
+    >;
 }
 
 /// Parsed auth of either scheme.
 enum Auth {
     Kg1(Kg1Auth),
+    SigV4(keygate_sign::sigv4::SigV4Auth),
+    SigV4Presigned(Box<keygate_sign::sigv4::Presigned>),
+    HttpSig(Box<keygate_sign::rfc9421::MessageSignature>),
     Legacy(LegacyAuth, LegacyConfig),
 }
 
@@ -86,7 +115,21 @@ impl Gateway {
             idem_settings: state.idempotency_settings,
             upstream,
             observer: Arc::new(NoopObserver),
+            dispatch: None,
+            scheme: "http",
         }
+    }
+
+    /// Declares that this gateway is served over TLS (RFC 9421 `@target-uri`, `@scheme`).
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.scheme = if tls { "https" } else { "http" };
+        self
+    }
+
+    /// Hands every verified request to `dispatch` instead of the route's upstream.
+    pub fn with_dispatch(mut self, dispatch: Arc<dyn Dispatch>) -> Self {
+        self.dispatch = Some(dispatch);
+        self
     }
 
     /// Reports every finished request to `observer` (metrics, audit).
@@ -211,7 +254,33 @@ impl Gateway {
         let has_kg1 = kg1::header::ALL.iter().any(|h| parts.headers.contains_key(*h));
         let mut body = Some(body);
         let mut buffered: Option<(BufferedBody, String)> = None;
-        let auth = if has_kg1 || snapshot.legacy_probes().is_empty() {
+        let sigv4_header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+        let auth = if let (Some(v), false) = (sigv4_header, has_kg1) {
+            Auth::SigV4(keygate_sign::sigv4::parse_authorization(v).map_err(|e| fail(e.into()))?)
+        } else if let (Some(si), false) = (parts.headers.get("signature-input"), has_kg1) {
+            let si = si.to_str().map_err(|_| fail(GatewayError::MalformedRequest("signature-input")))?;
+            let sig = parts
+                .headers
+                .get("signature")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| fail(GatewayError::Sign(SignError::MissingField("signature"))))?;
+            let parsed = keygate_sign::rfc9421::parse(si, sig, None).map_err(|e| fail(e.into()))?;
+            if parsed.keyid.is_none() {
+                return Err(fail(GatewayError::Sign(SignError::MissingField("keyid"))));
+            }
+            Auth::HttpSig(Box::new(parsed))
+        } else if let Some(p) = (!has_kg1 && raw_query.is_some_and(|q| q.contains("X-Amz-Algorithm=")))
+            .then(|| presigned(raw_query.unwrap_or("")))
+            .transpose()
+            .map_err(fail)?
+            .flatten()
+        {
+            Auth::SigV4Presigned(Box::new(p))
+        } else if has_kg1 || snapshot.legacy_probes().is_empty() {
             Auth::Kg1(Kg1Auth::from_headers(&parts.headers).map_err(|e| fail(e.into()))?)
         } else {
             if is_form(&parts.headers) && snapshot.legacy_uses_params() {
@@ -226,6 +295,9 @@ impl Gateway {
         };
         let access_key = match &auth {
             Auth::Kg1(a) => a.access_key.clone(),
+            Auth::SigV4(a) => a.access_key_id.clone(),
+            Auth::SigV4Presigned(p) => p.auth.access_key_id.clone(),
+            Auth::HttpSig(m) => m.keyid.clone().unwrap_or_default(),
             Auth::Legacy(a, _) => a.access_key.clone(),
         };
         let with_key = |e: GatewayError| (e, Some(access_key.clone()));
@@ -233,6 +305,8 @@ impl Gateway {
         // 2. Key lookup and validity.
         trace.scheme = Some(match &auth {
             Auth::Kg1(_) => "kg1-hmac-sha256",
+            Auth::SigV4(_) | Auth::SigV4Presigned(_) => "aws-sigv4",
+            Auth::HttpSig(_) => "http-signature",
             Auth::Legacy(..) => "legacy-sorted",
         });
         let key = snapshot.key(&access_key).ok_or_else(|| with_key(GatewayError::UnknownKey))?.clone();
@@ -241,6 +315,22 @@ impl Gateway {
         check_key(&key, now).map_err(with_key)?;
         let auth = match (auth, &key.scheme) {
             (Auth::Kg1(a), KeyScheme::Kg1) => Auth::Kg1(a),
+            (Auth::SigV4(a), KeyScheme::SigV4 { .. }) => Auth::SigV4(a),
+            (Auth::SigV4Presigned(p), KeyScheme::SigV4 { .. }) => Auth::SigV4Presigned(p),
+            (Auth::SigV4(_) | Auth::SigV4Presigned(_), _) => {
+                return Err(with_key(GatewayError::SchemeMismatch("aws-sigv4")))
+            }
+            (Auth::HttpSig(m), KeyScheme::HttpSignature { .. }) => Auth::HttpSig(m),
+            (Auth::HttpSig(_), _) => return Err(with_key(GatewayError::SchemeMismatch("http-signature"))),
+            (_, KeyScheme::HttpSignature { .. }) => {
+                return Err(with_key(GatewayError::SchemeMismatch("http-signature")))
+            }
+            (Auth::Kg1(_), KeyScheme::SigV4 { .. }) => {
+                return Err(with_key(GatewayError::SchemeMismatch("kg1-hmac-sha256")))
+            }
+            (Auth::Legacy(..), KeyScheme::SigV4 { .. }) => {
+                return Err(with_key(GatewayError::SchemeMismatch("legacy-sorted")))
+            }
             (Auth::Legacy(a, probe), KeyScheme::Legacy(cfg)) => {
                 if probe == *cfg {
                     Auth::Legacy(a, probe)
@@ -263,9 +353,45 @@ impl Gateway {
         // 3. Timestamp window (before any body is read for KG1).
         let ts = match &auth {
             Auth::Kg1(a) => a.timestamp,
+            Auth::SigV4(_) => parts
+                .headers
+                .get("x-amz-date")
+                .and_then(|v| v.to_str().ok())
+                .and_then(keygate_sign::sigv4::parse_amz_date)
+                .ok_or_else(|| {
+                    with_key(GatewayError::Sign(SignError::Malformed {
+                        field: "x-amz-date".into(),
+                        reason: "missing or not YYYYMMDDTHHMMSSZ",
+                    }))
+                })?,
+            // A presigned URL is valid from its date (less the clock-skew window) to its expiry.
+            Auth::SigV4Presigned(p) => {
+                let skew = i64::from(key.timestamp_window_secs);
+                if now < p.time - skew || now > p.time + p.expires {
+                    return Err(with_key(GatewayError::TimestampOutOfWindow {
+                        window_secs: u32::try_from(p.expires).unwrap_or(u32::MAX),
+                        server_time: now,
+                    }));
+                }
+                now
+            }
+            Auth::HttpSig(m) => {
+                if m.expires.is_some_and(|e| e < now) {
+                    return Err(with_key(GatewayError::TimestampOutOfWindow {
+                        window_secs: key.timestamp_window_secs,
+                        server_time: now,
+                    }));
+                }
+                m.created.ok_or_else(|| with_key(GatewayError::Sign(SignError::MissingField("created"))))?
+            }
             Auth::Legacy(a, cfg) => a.timestamp_secs(cfg.timestamp_unit),
         };
         let window = i64::from(key.timestamp_window_secs);
+        // The nonce must be remembered for as long as the request could be accepted again.
+        let accepted_until = match &auth {
+            Auth::SigV4Presigned(p) => p.time + p.expires + window,
+            _ => ts + window,
+        };
         if (now - ts).abs() > window {
             return Err(with_key(GatewayError::TimestampOutOfWindow {
                 window_secs: key.timestamp_window_secs,
@@ -319,6 +445,90 @@ impl Gateway {
                 kg1::verify(secret, &sts, a).map_err(|e| with_key(e.into()))?;
                 a.nonce.as_str()
             }
+            Auth::SigV4(a) => {
+                let KeyScheme::SigV4 { region, service, allow_unsigned_payload } = &key.scheme else {
+                    return Err(with_key(GatewayError::SchemeMismatch("aws-sigv4")));
+                };
+                let query = keygate_sign::sigv4::parse_query(raw_query.unwrap_or(""))
+                    .map_err(|e| with_key(e.into()))?;
+                let policy = keygate_sign::sigv4::SigV4Policy {
+                    region,
+                    service,
+                    allow_unsigned_payload: *allow_unsigned_payload,
+                };
+                let body = buffered.contiguous();
+                let received = keygate_sign::sigv4::Received {
+                    method: parts.method.as_str(),
+                    raw_path,
+                    query: &query,
+                    headers: &parts.headers,
+                    body: &body,
+                };
+                keygate_sign::sigv4::verify(a, &received, secret, &policy).map_err(|e| with_key(e.into()))?;
+                // Each signature covers a distinct request time or content: it is the nonce.
+                a.signature.as_str()
+            }
+            Auth::SigV4Presigned(p) => {
+                let KeyScheme::SigV4 { region, service, allow_unsigned_payload } = &key.scheme else {
+                    return Err(with_key(GatewayError::SchemeMismatch("aws-sigv4")));
+                };
+                let policy = keygate_sign::sigv4::SigV4Policy {
+                    region,
+                    service,
+                    allow_unsigned_payload: *allow_unsigned_payload,
+                };
+                let body = buffered.contiguous();
+                let received = keygate_sign::sigv4::Received {
+                    method: parts.method.as_str(),
+                    raw_path,
+                    query: &p.signed_query,
+                    headers: &parts.headers,
+                    body: &body,
+                };
+                keygate_sign::sigv4::verify_presigned(p, &received, secret, &policy)
+                    .map_err(|e| with_key(e.into()))?;
+                // A presigned URL works once: its signature is the nonce until it expires.
+                p.auth.signature.as_str()
+            }
+            Auth::HttpSig(m) => {
+                let KeyScheme::HttpSignature { ed25519, required_components } = &key.scheme else {
+                    return Err(with_key(GatewayError::SchemeMismatch("http-signature")));
+                };
+                let body = buffered.contiguous();
+                let mut required = required_components.clone();
+                if !body.is_empty() {
+                    // A body is covered only through its digest, which must hold.
+                    required.push("content-digest".into());
+                    let digest =
+                        parts.headers.get("content-digest").and_then(|v| v.to_str().ok()).ok_or_else(
+                            || with_key(GatewayError::Sign(SignError::MissingField("content-digest"))),
+                        )?;
+                    keygate_sign::rfc9421::verify_content_digest(digest, &body)
+                        .map_err(|e| with_key(e.into()))?;
+                }
+                let authority = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .or(parts.uri.authority().map(|a| a.as_str()))
+                    .unwrap_or_default();
+                let view = keygate_sign::rfc9421::RequestView {
+                    method: parts.method.as_str(),
+                    scheme: parts.uri.scheme_str().unwrap_or(self.scheme),
+                    authority,
+                    raw_path,
+                    raw_query,
+                    headers: &parts.headers,
+                };
+                let key_material = if *ed25519 {
+                    keygate_sign::rfc9421::VerifyKey::Ed25519(secret)
+                } else {
+                    keygate_sign::rfc9421::VerifyKey::HmacSha256(secret)
+                };
+                keygate_sign::rfc9421::verify(m, &view, key_material, &required)
+                    .map_err(|e| with_key(e.into()))?;
+                m.nonce.as_deref().unwrap_or_default()
+            }
             Auth::Legacy(a, cfg) => {
                 legacy::verify(cfg, a, secret).map_err(|e| with_key(e.into()))?;
                 a.nonce.as_str()
@@ -340,7 +550,7 @@ impl Gateway {
 
         // 6–8. Nonce and rate limits, decided together (one Redis round trip when shared).
         //    The nonce is remembered until the request's timestamp leaves the window everywhere.
-        let ttl = Duration::from_secs(u64::try_from(ts + window - now).unwrap_or(0)) + NONCE_SLACK;
+        let ttl = Duration::from_secs(u64::try_from(accepted_until - now).unwrap_or(0)) + NONCE_SLACK;
         let mut buckets = Vec::with_capacity(2);
         if let Some(limit) = key.rate_limit {
             buckets.push(BucketCheck { name: format!("key:{}", key.access_key), limit, cost: 1 });
@@ -475,6 +685,14 @@ impl Gateway {
         caller: Option<&Caller>,
         trace: &mut Trace,
     ) -> Result<Response<ResponseBody>, GatewayError> {
+        if let Some(d) = &self.dispatch {
+            let body =
+                http_body_util::BodyExt::collect(body).await.map_err(|_| GatewayError::BodyRead)?.to_bytes();
+            let sent = Instant::now();
+            let result = d.dispatch(Dispatched { caller, parts, body, request_id, peer }).await;
+            trace.upstream_latency = Some(sent.elapsed());
+            return result;
+        }
         let uri = proxy::upstream_uri(route, parts.uri.path(), parts.uri.query())?;
         let headers = &mut parts.headers;
         proxy::strip_hop_by_hop(headers);
@@ -485,6 +703,11 @@ impl Gateway {
             headers.remove(n);
         }
         headers.remove(X_REQUEST_ID);
+        // A SigV4 caller's credentials stay here, like the X-Kg-* ones.
+        if headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256 "))
+        {
+            headers.remove(header::AUTHORIZATION);
+        }
         if !route.preserve_host || route.upstream_http2 {
             headers.remove(header::HOST);
         }
@@ -546,6 +769,12 @@ fn probe_legacy(
         }
     }
     Err(first_err.unwrap_or(SignError::MissingAuth).into())
+}
+
+/// The presigned (query) form of SigV4, if the query carries one.
+fn presigned(raw_query: &str) -> Result<Option<keygate_sign::sigv4::Presigned>, GatewayError> {
+    let pairs = keygate_sign::sigv4::parse_query(raw_query)?;
+    Ok(keygate_sign::sigv4::parse_presigned(&pairs)?)
 }
 
 fn check_key(key: &KeyEntry, now: i64) -> Result<(), GatewayError> {

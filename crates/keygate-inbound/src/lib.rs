@@ -14,7 +14,7 @@ pub mod snapshot;
 
 pub use access::{AccessPolicy, Cidr, EndpointRule};
 pub use error::GatewayError;
-pub use gateway::{Caller, Gateway, IdempotencySettings, StateHandles};
+pub use gateway::{Caller, Dispatch, Dispatched, Gateway, IdempotencySettings, StateHandles};
 pub use observe::{NoopObserver, Observer, RequestOutcome};
 pub use proxy::{UpstreamClients, UpstreamOptions};
 pub use server::{InboundServer, ServerError, TlsFiles};

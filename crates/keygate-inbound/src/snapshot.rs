@@ -18,6 +18,18 @@ use secrecy::SecretBox;
 pub enum KeyScheme {
     Kg1,
     Legacy(LegacyConfig),
+    /// AWS Signature V4 as stock AWS signers produce it, for one region and service.
+    SigV4 {
+        region: String,
+        service: String,
+        allow_unsigned_payload: bool,
+    },
+    /// RFC 9421 HTTP Message Signatures: hmac-sha256 (secret) or ed25519 (the secret holds the
+    /// raw public key), with the components every signature must cover.
+    HttpSignature {
+        ed25519: bool,
+        required_components: Vec<String>,
+    },
 }
 
 impl KeyScheme {
@@ -26,6 +38,8 @@ impl KeyScheme {
         match self {
             Self::Kg1 => "kg1-hmac-sha256",
             Self::Legacy(_) => "legacy-sorted",
+            Self::SigV4 { .. } => "aws-sigv4",
+            Self::HttpSignature { .. } => "http-signature",
         }
     }
 }
@@ -126,12 +140,12 @@ impl Route {
 /// Keys and routes at one point in time.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    keys: HashMap<String, Arc<KeyEntry>>,
+    keys: Arc<HashMap<String, Arc<KeyEntry>>>,
     /// Longest prefix first.
     routes: Vec<Arc<Route>>,
     /// One legacy config per distinct (access key field, location): how to find the access key
     /// of a request that carries no KG1 headers.
-    legacy_probes: Vec<LegacyConfig>,
+    legacy_probes: Arc<Vec<LegacyConfig>>,
     /// Store change counter this snapshot reflects.
     pub version: i64,
 }
@@ -152,10 +166,22 @@ impl Snapshot {
             }
         }
         Self {
-            keys: keys.into_iter().map(|k| (k.access_key.clone(), Arc::new(k))).collect(),
+            keys: Arc::new(keys.into_iter().map(|k| (k.access_key.clone(), Arc::new(k))).collect()),
             routes: routes.into_iter().map(Arc::new).collect(),
-            legacy_probes,
+            legacy_probes: Arc::new(legacy_probes),
             version,
+        }
+    }
+
+    /// The same keys (shared, not copied) with other routes: the outbound listener verifies
+    /// callers with the keys of the inbound snapshot.
+    pub fn with_routes(&self, mut routes: Vec<Route>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+        Self {
+            keys: self.keys.clone(),
+            routes: routes.into_iter().map(Arc::new).collect(),
+            legacy_probes: self.legacy_probes.clone(),
+            version: self.version,
         }
     }
 
