@@ -374,3 +374,93 @@ fn default_overlap() -> u64 {
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
+
+// ---- outbound providers ----
+
+/// A provider: its document (no secrets) and what is known about its secrets.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Provider {
+    pub id: String,
+    pub tenant_id: String,
+    /// The provider document (base URL, hosts, paths, timeouts, retry, limits, breaker, recipe).
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+    /// Names and sizes of the stored secrets (values are write-only).
+    pub secrets: Vec<ProviderSecret>,
+    /// Bindings the recipe reads that are not stored yet: calls fail with `binding_missing`.
+    pub missing_bindings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderSecret {
+    pub name: String,
+    pub byte_len: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+impl From<keygate_store::ProviderSecretMeta> for ProviderSecret {
+    fn from(m: keygate_store::ProviderSecretMeta) -> Self {
+        Self { name: m.name, byte_len: m.byte_len, updated_at: m.updated_at, updated_by: m.updated_by }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutProvider {
+    pub tenant_id: String,
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+}
+
+/// A secret value to store. Never returned by any call.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    #[schema(value_type = String)]
+    pub value: OnceSecret,
+    /// `utf8` (default; PEM keys, ids), `base64` or `hex` (raw AES keys and IVs).
+    #[serde(default)]
+    pub encoding: Option<String>,
+}
+
+impl std::fmt::Debug for PutSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutSecret").field("encoding", &self.encoding).finish_non_exhaustive()
+    }
+}
+
+// ---- scripted recipes ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveScript {
+    /// `function (reqHeaders, reqParams, reqBody, Binding1, …) { … }`
+    pub source: String,
+    #[serde(default)]
+    pub comment: String,
+    /// Non-secret values by parameter name; only used when the provider had no script yet.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScriptVersionView {
+    pub version: i64,
+    pub comment: String,
+    pub created_at: i64,
+    pub created_by: String,
+    pub source: String,
+    /// The version the provider uses now.
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SavedScript {
+    pub version: i64,
+    pub provider: Provider,
+}

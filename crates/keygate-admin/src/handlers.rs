@@ -32,11 +32,13 @@ const MAX_SECRET: usize = 4096;
         whoami, list_tenants, create_tenant, get_tenant, delete_tenant, list_apps, create_app, get_app,
         update_app, delete_app, revoke_app, list_keys, create_key, get_key, update_key, delete_key,
         rotate_key, revoke_key, enable_key, list_tokens, create_token, get_token, revoke_token, list_audit,
-        search_requests
+        search_requests, list_providers, get_provider, put_provider, delete_provider, list_provider_secrets,
+        put_provider_secret, delete_provider_secret, list_scripts, save_script, activate_script, test_run
     ),
     components(schemas(
         Tenant, App, CreateApp, UpdateApp, Rate, Key, CreateKey, UpdateKey, CreatedKey, RotateKey, Rotated,
-        AppRevoked, AdminToken, CreateAdminToken, CreatedAdminToken, AuditEntry, ErrorEnvelope, WhoAmI
+        AppRevoked, AdminToken, CreateAdminToken, CreatedAdminToken, AuditEntry, ErrorEnvelope, WhoAmI,
+        Provider, ProviderSecret, PutProvider, PutSecret, SaveScript, ScriptVersionView, SavedScript
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -550,4 +552,306 @@ pub async fn search_requests(
             AdminError::StoreUnavailable
         })?;
     Ok(Json(rows))
+}
+
+// ---- outbound providers ----
+
+async fn provider_view(s: &AdminState, rec: keygate_store::ProviderRecord) -> R<Provider> {
+    let secrets: Vec<ProviderSecret> =
+        s.store.list_provider_secrets(&rec.id).await?.into_iter().map(Into::into).collect();
+    let required = match &s.validate_provider {
+        Some(v) => v(&rec.config).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut missing: Vec<String> =
+        required.into_iter().filter(|b| !secrets.iter().any(|sec| &sec.name == b)).collect();
+    missing.sort();
+    missing.dedup();
+    Ok(Provider {
+        id: rec.id,
+        tenant_id: rec.tenant_id,
+        config: rec.config,
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+        updated_by: rec.updated_by,
+        secrets,
+        missing_bindings: missing,
+    })
+}
+
+async fn provider_of(s: &AdminState, p: &Principal, id: &str) -> R<keygate_store::ProviderRecord> {
+    let rec = s.store.get_provider(id).await?;
+    check(&p.0, Action::Read { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
+    Ok(rec)
+}
+
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/providers", responses((status = 200, body = [Provider])))]
+pub async fn list_providers(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> R<Json<Vec<Provider>>> {
+    check(&p.0, Action::Read { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    s.store.get_tenant(&tenant).await?;
+    let mut out = Vec::new();
+    for rec in s.store.list_providers(Some(&tenant)).await? {
+        out.push(provider_view(&s, rec).await?);
+    }
+    Ok(Json(out))
+}
+
+#[utoipa::path(get, path = "/admin/providers/{id}", responses((status = 200, body = Provider)))]
+pub async fn get_provider(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> R<Json<Provider>> {
+    let rec = provider_of(&s, &p, &id).await?;
+    Ok(Json(provider_view(&s, rec).await?))
+}
+
+/// Creates or replaces a provider. The document is validated by the outbound gateway's parser;
+/// granted apps must belong to the provider's tenant.
+#[utoipa::path(put, path = "/admin/providers/{id}", request_body = PutProvider, responses((status = 200, body = Provider)))]
+pub async fn put_provider(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<PutProvider>,
+) -> R<Json<Provider>> {
+    check(&p.0, Action::ManageTenant { tenant: &body.tenant_id }, || format!("tenant {}", body.tenant_id))?;
+    if let Ok(existing) = s.store.get_provider(&id).await {
+        check(&p.0, Action::ManageTenant { tenant: &existing.tenant_id }, || format!("provider {id}"))?;
+    }
+    let validate = s
+        .validate_provider
+        .as_ref()
+        .ok_or_else(|| AdminError::invalid("config", "this gateway has no outbound support"))?;
+    validate(&body.config)
+        .map_err(|(field, reason)| AdminError::Invalid { field: format!("config.{field}"), reason })?;
+    if let Some(apps) = body.config.get("granted_apps").and_then(|v| v.as_array()) {
+        for (i, a) in apps.iter().enumerate() {
+            let a = a.as_str().unwrap_or_default();
+            match s.store.get_app(a).await {
+                Ok(app) if app.tenant_id == body.tenant_id => {}
+                _ => {
+                    return Err(AdminError::invalid(
+                        &format!("config.granted_apps[{i}]"),
+                        format!("app {a} does not exist in tenant {}", body.tenant_id),
+                    ))
+                }
+            }
+        }
+    }
+    let rec = keygate_store::ProviderRecord {
+        id,
+        tenant_id: body.tenant_id,
+        config: body.config,
+        created_at: 0,
+        updated_at: 0,
+        updated_by: String::new(),
+    };
+    let (rec, _) = p.store(&s).put_provider(&rec).await?;
+    changed(&s);
+    Ok(Json(provider_view(&s, rec).await?))
+}
+
+#[utoipa::path(delete, path = "/admin/providers/{id}", responses((status = 204)))]
+pub async fn delete_provider(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> R<StatusCode> {
+    let rec = provider_of(&s, &p, &id).await?;
+    check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
+    p.store(&s).delete_provider(&id).await?;
+    changed(&s);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/admin/providers/{id}/secrets", responses((status = 200, body = [ProviderSecret])))]
+pub async fn list_provider_secrets(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> R<Json<Vec<ProviderSecret>>> {
+    provider_of(&s, &p, &id).await?;
+    Ok(Json(s.store.list_provider_secrets(&id).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Stores a secret of the provider. Write-only: the value is never returned by any call.
+#[utoipa::path(put, path = "/admin/providers/{id}/secrets/{name}", request_body = PutSecret, responses((status = 200, body = ProviderSecret)))]
+pub async fn put_provider_secret(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((id, name)): Path<(String, String)>,
+    Body(body): Body<PutSecret>,
+) -> R<Json<ProviderSecret>> {
+    let rec = provider_of(&s, &p, &id).await?;
+    check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
+    let raw = Zeroizing::new(match body.encoding.as_deref().unwrap_or("utf8") {
+        "utf8" => body.value.expose().as_bytes().to_vec(),
+        "base64" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(body.value.expose().trim())
+                .map_err(|_| AdminError::invalid("value", "not valid base64"))?
+        }
+        "hex" => hex_decode(body.value.expose().trim())
+            .ok_or_else(|| AdminError::invalid("value", "not valid hex"))?,
+        _ => return Err(AdminError::invalid("encoding", "must be utf8, base64 or hex")),
+    });
+    let meta = p.store(&s).put_provider_secret(&id, &name, &raw).await?;
+    changed(&s);
+    Ok(Json(meta.into()))
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[utoipa::path(delete, path = "/admin/providers/{id}/secrets/{name}", responses((status = 204)))]
+pub async fn delete_provider_secret(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((id, name)): Path<(String, String)>,
+) -> R<StatusCode> {
+    let rec = provider_of(&s, &p, &id).await?;
+    check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
+    p.store(&s).delete_provider_secret(&id, &name).await?;
+    changed(&s);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- scripted recipes ----
+
+fn active_version(config: &serde_json::Value) -> Option<i64> {
+    let r = config.get("recipe")?;
+    (r.get("type")?.as_str()? == "script")
+        .then(|| r.get("version").and_then(serde_json::Value::as_i64))
+        .flatten()
+}
+
+/// Puts `source` (as `version`) into the provider's script recipe, validates and stores it.
+async fn activate(
+    s: &AdminState,
+    p: &Principal,
+    mut rec: keygate_store::ProviderRecord,
+    source: &str,
+    version: i64,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> R<keygate_store::ProviderRecord> {
+    let recipe = rec.config.get("recipe").cloned().unwrap_or_default();
+    let mut next = if recipe.get("type").and_then(|t| t.as_str()) == Some("script") {
+        recipe
+    } else {
+        serde_json::json!({"type": "script", "vars": vars})
+    };
+    next["source"] = source.into();
+    next["version"] = version.into();
+    rec.config["recipe"] = next;
+    let validate = s
+        .validate_provider
+        .as_ref()
+        .ok_or_else(|| AdminError::invalid("config", "this gateway has no outbound support"))?;
+    validate(&rec.config)
+        .map_err(|(field, reason)| AdminError::Invalid { field: format!("config.{field}"), reason })?;
+    let (rec, _) = p.store(s).put_provider(&rec).await?;
+    Ok(rec)
+}
+
+#[utoipa::path(get, path = "/admin/providers/{id}/scripts", responses((status = 200, body = [ScriptVersionView])))]
+pub async fn list_scripts(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> R<Json<Vec<ScriptVersionView>>> {
+    let rec = provider_of(&s, &p, &id).await?;
+    let active = active_version(&rec.config);
+    let all = s.store.list_provider_scripts(&id).await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|v| ScriptVersionView {
+                active: Some(v.version) == active,
+                version: v.version,
+                comment: v.comment,
+                created_at: v.created_at,
+                created_by: v.created_by,
+                source: v.source,
+            })
+            .collect(),
+    ))
+}
+
+/// Saves a new script version (validated: syntax and function shape) and makes it active.
+#[utoipa::path(post, path = "/admin/providers/{id}/scripts", request_body = SaveScript, responses((status = 201, body = SavedScript)))]
+pub async fn save_script(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<SaveScript>,
+) -> R<(StatusCode, Json<SavedScript>)> {
+    let rec = provider_of(&s, &p, &id).await?;
+    check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
+    // Validate before a version is recorded: a version that cannot run is never saved.
+    let mut probe = rec.clone();
+    let mut recipe = probe.config.get("recipe").cloned().unwrap_or_default();
+    if recipe.get("type").and_then(|t| t.as_str()) != Some("script") {
+        recipe = serde_json::json!({"type": "script", "vars": body.vars});
+    }
+    recipe["source"] = body.source.clone().into();
+    probe.config["recipe"] = recipe;
+    if let Some(v) = &s.validate_provider {
+        v(&probe.config)
+            .map_err(|(field, reason)| AdminError::Invalid { field: format!("config.{field}"), reason })?;
+    }
+    let saved = p.store(&s).add_provider_script(&id, &body.source, &body.comment).await?;
+    let rec = activate(&s, &p, rec, &body.source, saved.version, &body.vars).await?;
+    changed(&s);
+    Ok((
+        StatusCode::CREATED,
+        Json(SavedScript { version: saved.version, provider: provider_view(&s, rec).await? }),
+    ))
+}
+
+/// Rollback (or forward): makes an earlier saved version the active one.
+#[utoipa::path(post, path = "/admin/providers/{id}/scripts/{version}/activate", responses((status = 200, body = Provider)))]
+pub async fn activate_script(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((id, version)): Path<(String, i64)>,
+) -> R<Json<Provider>> {
+    let rec = provider_of(&s, &p, &id).await?;
+    check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
+    let v = s
+        .store
+        .list_provider_scripts(&id)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .ok_or_else(|| AdminError::NotFound(format!("script version {version} of provider {id}")))?;
+    let rec = activate(&s, &p, rec, &v.source, v.version, &Default::default()).await?;
+    changed(&s);
+    Ok(Json(provider_view(&s, rec).await?))
+}
+
+/// Runs the provider's script (or `source`) on a sample request with mocked host calls and
+/// stand-in bindings; returns the outgoing request and a step trace. Contacts no provider.
+#[utoipa::path(post, path = "/admin/providers/{id}/test-run", responses((status = 200, body = Object)))]
+pub async fn test_run(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<serde_json::Value>,
+) -> R<Json<serde_json::Value>> {
+    let rec = provider_of(&s, &p, &id).await?;
+    let tester = s.script_tester.as_ref().ok_or_else(|| {
+        AdminError::invalid("provider", "test runs need the outbound listener in this process")
+    })?;
+    let report =
+        tester(rec.id, body).await.map_err(|(field, reason)| AdminError::Invalid { field, reason })?;
+    Ok(Json(report))
 }

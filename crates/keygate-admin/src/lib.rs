@@ -28,6 +28,23 @@ pub type KeyValidator = Arc<dyn Fn(&KeyRecord) -> Result<(), (String, String)> +
 /// others over Redis).
 pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
 
+/// Checks a provider document with the outbound gateway's parser. Returns the binding names
+/// the recipe reads, or `(field, reason)`.
+pub type ProviderValidator =
+    Arc<dyn Fn(&serde_json::Value) -> Result<Vec<String>, (String, String)> + Send + Sync>;
+
+/// Runs a provider's scripted recipe on a sample request (the gateway's outbound engine): takes
+/// the provider id and the request body of `/test-run`, returns the report or `(field, reason)`.
+pub type ScriptTester = Arc<
+    dyn Fn(
+            String,
+            serde_json::Value,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<serde_json::Value, (String, String)>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdminState {
@@ -35,6 +52,10 @@ pub struct AdminState {
     /// The request audit log, for `/admin/requests`.
     pub audit: Option<keygate_audit::AuditDb>,
     pub validate_key: KeyValidator,
+    /// Without one, provider documents are refused (nothing unvalidated reaches the data plane).
+    pub validate_provider: Option<ProviderValidator>,
+    /// Without one (no outbound listener in this process), test runs answer 400.
+    pub script_tester: Option<ScriptTester>,
     pub on_change: ChangeHook,
 }
 
@@ -47,7 +68,14 @@ impl std::fmt::Debug for AdminState {
 impl AdminState {
     /// A state that accepts any key the store accepts and does nothing on change.
     pub fn new(store: Store) -> Self {
-        Self { store, audit: None, validate_key: Arc::new(|_| Ok(())), on_change: Arc::new(|| {}) }
+        Self {
+            store,
+            audit: None,
+            validate_key: Arc::new(|_| Ok(())),
+            validate_provider: None,
+            script_tester: None,
+            on_change: Arc::new(|| {}),
+        }
     }
 }
 
@@ -69,6 +97,16 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/keys/{key}/enable", post(enable_key))
         .route("/admin/tokens", get(list_tokens).post(create_token))
         .route("/admin/tokens/{id}", get(get_token).delete(revoke_token))
+        .route("/admin/tenants/{tenant}/providers", get(list_providers))
+        .route("/admin/providers/{id}", get(get_provider).put(put_provider).delete(delete_provider))
+        .route("/admin/providers/{id}/secrets", get(list_provider_secrets))
+        .route(
+            "/admin/providers/{id}/secrets/{name}",
+            axum::routing::put(put_provider_secret).delete(delete_provider_secret),
+        )
+        .route("/admin/providers/{id}/scripts", get(list_scripts).post(save_script))
+        .route("/admin/providers/{id}/scripts/{version}/activate", post(activate_script))
+        .route("/admin/providers/{id}/test-run", post(test_run))
         .route("/admin/audit", get(list_audit))
         .route("/admin/requests", get(search_requests))
         .fallback(|| async { AdminError::NotFound("endpoint".into()) })
