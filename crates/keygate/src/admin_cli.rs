@@ -125,6 +125,37 @@ pub enum KeyCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ProviderCmd {
+    /// Providers of a tenant.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// One provider: document, secret names and sizes, missing bindings.
+    Show { id: String },
+    /// Saves a script file as the provider's next version and activates it.
+    SaveScript {
+        id: String,
+        /// File holding `function (reqHeaders, reqParams, reqBody, …) { … }`.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Saved script versions.
+    Scripts { id: String },
+    /// Makes an earlier script version active (rollback).
+    Activate { id: String, version: i64 },
+    /// Runs the provider's script on a sample request (JSON file with `request`, `mocks`,
+    /// optional `source`): the outgoing request and a step trace; no provider is contacted.
+    TestRun {
+        id: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     List {
         #[arg(long)]
@@ -454,6 +485,74 @@ pub async fn tokens(conn: &Conn, cmd: &TokenCmd) -> Result<()> {
             &api.call(http::Method::DELETE, &format!("/admin/tokens/{}", enc(id)), None).await?,
             cols,
         ),
+    }
+}
+
+pub async fn providers(conn: &Conn, cmd: &ProviderCmd) -> Result<()> {
+    let api = Api::new(conn)?;
+    let m = http::Method::GET;
+    match cmd {
+        ProviderCmd::List { tenant } => {
+            let v = api.call(m, &format!("/admin/tenants/{}/providers", enc(tenant)), None).await?;
+            print(conn, &v, &["id", "tenant_id", "updated_at", "updated_by", "missing_bindings"])
+        }
+        ProviderCmd::Show { id } => {
+            print(conn, &api.call(m, &format!("/admin/providers/{}", enc(id)), None).await?, &[])
+        }
+        ProviderCmd::SaveScript { id, file, comment } => {
+            let source =
+                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let body = json!({"source": source, "comment": comment});
+            let v = api
+                .call(http::Method::POST, &format!("/admin/providers/{}/scripts", enc(id)), Some(body))
+                .await?;
+            if conn.json {
+                return print(conn, &v, &[]);
+            }
+            println!("saved and activated version {} of {id}", v["version"]);
+            Ok(())
+        }
+        ProviderCmd::Scripts { id } => {
+            let v = api.call(m, &format!("/admin/providers/{}/scripts", enc(id)), None).await?;
+            print(conn, &v, &["version", "active", "created_at", "created_by", "comment"])
+        }
+        ProviderCmd::Activate { id, version } => {
+            let path = format!("/admin/providers/{}/scripts/{version}/activate", enc(id));
+            let v = api.call(http::Method::POST, &path, None).await?;
+            if conn.json {
+                return print(conn, &v, &[]);
+            }
+            println!("version {version} of {id} is active");
+            Ok(())
+        }
+        ProviderCmd::TestRun { id, file } => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let body: Value = serde_json::from_str(&text).context("the test-run file must be JSON")?;
+            let v = api
+                .call(http::Method::POST, &format!("/admin/providers/{}/test-run", enc(id)), Some(body))
+                .await?;
+            if conn.json {
+                return print(conn, &v, &[]);
+            }
+            println!("ok: {}", v["ok"]);
+            if !v["error"].is_null() {
+                println!("error: {} — {}", v["error"]["code"], v["error"]["message"]);
+            }
+            if let Some(r) = v["request"].as_object() {
+                println!("{} {}", r["method"].as_str().unwrap_or(""), r["url"].as_str().unwrap_or(""));
+                for h in r["headers"].as_array().into_iter().flatten() {
+                    println!("{}: {}", h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
+                }
+                println!();
+                println!("{}", r["body"].as_str().unwrap_or(""));
+            }
+            println!("trace:");
+            for step in v["trace"].as_array().into_iter().flatten() {
+                println!("  {}", step.as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use keygate_store::{AppRecord, KeyRecord, KeyWithSecret, Keyring};
+use keygate_store::{AppRecord, KeyRecord, KeyWithSecret, Keyring, LoadedProvider, ProviderRecord};
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -21,6 +21,8 @@ pub struct SnapshotData {
     pub version: i64,
     pub apps: Vec<AppRecord>,
     pub keys: Vec<KeyWithSecret>,
+    /// Outbound providers with their secrets (empty in caches written before they existed).
+    pub providers: Vec<LoadedProvider>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -28,6 +30,15 @@ struct Header {
     version: i64,
     written_at: i64,
     apps: Vec<AppRecord>,
+    #[serde(default)]
+    providers: Vec<CachedProvider>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedProvider {
+    record: ProviderRecord,
+    /// (name, base64 value)
+    secrets: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,13 +54,27 @@ pub struct CacheWriter {
 }
 
 impl CacheWriter {
-    pub fn new(version: i64, apps: &[AppRecord]) -> Result<Self> {
+    pub fn new(version: i64, apps: &[AppRecord], providers: &[LoadedProvider]) -> Result<Self> {
         let written_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let providers: Vec<CachedProvider> = providers
+            .iter()
+            .map(|p| CachedProvider {
+                record: p.record.clone(),
+                secrets: p.secrets.iter().map(|(n, v)| (n.clone(), b64.encode(v.as_slice()))).collect(),
+            })
+            .collect();
         let mut buf = Zeroizing::new(Vec::new());
-        serde_json::to_writer(&mut *buf, &Header { version, written_at, apps: apps.to_vec() })?;
+        let header = Header { version, written_at, apps: apps.to_vec(), providers };
+        serde_json::to_writer(&mut *buf, &header)?;
+        for p in header.providers {
+            for (_, v) in p.secrets {
+                drop(Zeroizing::new(v));
+            }
+        }
         buf.push(b'\n');
         Ok(Self { buf })
     }
@@ -82,7 +107,7 @@ impl CacheWriter {
 /// Writes `data` sealed to `path` (atomically).
 #[cfg(test)]
 pub fn write(path: &Path, keyring: &Keyring, data: &SnapshotData) -> Result<()> {
-    let mut w = CacheWriter::new(data.version, &data.apps)?;
+    let mut w = CacheWriter::new(data.version, &data.apps, &data.providers)?;
     for k in &data.keys {
         w.push(k)?;
     }
@@ -113,7 +138,17 @@ pub fn read(path: &Path, keyring: &Keyring) -> Result<SnapshotData> {
             secret: SecretBox::new(secret.to_vec().into_boxed_slice()),
         });
     }
-    Ok(SnapshotData { version: header.version, apps: header.apps, keys })
+    let mut providers = Vec::with_capacity(header.providers.len());
+    for p in header.providers {
+        let mut secrets = Vec::with_capacity(p.secrets.len());
+        for (n, v) in p.secrets {
+            let raw = Zeroizing::new(b64.decode(v.as_bytes()).context("snapshot cache provider secret")?);
+            drop(Zeroizing::new(v));
+            secrets.push((n, raw));
+        }
+        providers.push(LoadedProvider { record: p.record, secrets });
+    }
+    Ok(SnapshotData { version: header.version, apps: header.apps, keys, providers })
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -157,12 +192,27 @@ mod tests {
                 record: KeyRecord { access_key: "AK1".into(), app_id: "a".into(), ..KeyRecord::default() },
                 secret: SecretBox::new(b"very-secret-value-123".to_vec().into_boxed_slice()),
             }],
+            providers: vec![LoadedProvider {
+                record: ProviderRecord {
+                    id: "pay".into(),
+                    tenant_id: "t".into(),
+                    config: serde_json::json!({"base_url": "https://pay.example.com"}),
+                    created_at: 1,
+                    updated_at: 2,
+                    updated_by: "ops".into(),
+                },
+                secrets: vec![("api_key".into(), Zeroizing::new(b"provider-secret-456".to_vec()))],
+            }],
         };
         write(&path, &k, &data).unwrap();
         let raw = std::fs::read(&path).unwrap();
         assert!(!raw.windows(12).any(|w| w == b"very-secret-"), "secret in clear");
         assert!(!raw.windows(3).any(|w| w == b"AK1"), "metadata in clear");
+        assert!(!raw.windows(16).any(|w| w == b"provider-secret-"), "provider secret in clear");
         let back = read(&path, &k).unwrap();
+        assert_eq!(back.providers.len(), 1);
+        assert_eq!(back.providers[0].record.id, "pay");
+        assert_eq!(back.providers[0].secrets[0].1.as_slice(), b"provider-secret-456");
         assert_eq!(back.version, 42);
         assert_eq!(back.keys[0].record.access_key, "AK1");
         assert_eq!(back.keys[0].secret.expose_secret(), b"very-secret-value-123");

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub admin: Option<String>,
     /// Metrics and health listener (`host:port`): `/metrics`, `/healthz`, `/readyz`. Off when unset.
     pub metrics: Option<String>,
+    /// Outbound gateway listener (`host:port`) for internal callers: `/out/<provider>/<path>`.
+    /// Off when unset. Keep it on a private interface, like the admin listener.
+    pub outbound: Option<String>,
     /// How often keys' last-use times are written to the store (batched).
     #[serde(default = "default_last_used_flush_ms")]
     pub last_used_flush_ms: u64,
@@ -134,6 +137,7 @@ impl Default for ServerConfig {
             worker_threads: None,
             admin: None,
             metrics: None,
+            outbound: None,
             last_used_flush_ms: default_last_used_flush_ms(),
             snapshot_cache: None,
         }
@@ -323,6 +327,10 @@ pub struct KeyConfig {
     #[serde(default)]
     pub description: String,
     pub legacy: Option<LegacySettings>,
+    /// Credential scope for `scheme = "aws-sigv4"`.
+    pub sigv4: Option<SigV4Settings>,
+    /// Algorithm and required components for `scheme = "http-signature"`.
+    pub http_signature: Option<HttpSigSettings>,
     /// Token bucket for every request of this key, shared across replicas.
     pub rate_limit: Option<RateLimitConfig>,
     /// Scopes granted to the key (free-form labels the upstream may check).
@@ -448,6 +456,65 @@ impl LegacySettings {
 
 pub const SCHEME_KG1: &str = "kg1-hmac-sha256";
 pub const SCHEME_LEGACY: &str = "legacy-sorted";
+pub const SCHEME_SIGV4: &str = "aws-sigv4";
+pub const SCHEME_HTTPSIG: &str = "http-signature";
+
+/// Settings of an `http-signature` (RFC 9421) key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSigSettings {
+    /// `hmac-sha256` (the key's secret is the shared secret) or `ed25519` (the key's secret is
+    /// the base64 raw 32-byte public key; keygate never holds the private key).
+    pub alg: String,
+    /// Components every signature must cover (`content-digest` is added for requests with a body).
+    #[serde(default = "default_httpsig_components")]
+    pub required_components: Vec<String>,
+}
+
+fn default_httpsig_components() -> Vec<String> {
+    vec!["@method".into(), "@target-uri".into()]
+}
+
+impl HttpSigSettings {
+    pub fn check(&self) -> Result<()> {
+        if self.alg != "hmac-sha256" && self.alg != "ed25519" {
+            bail!("http_signature.alg must be hmac-sha256 or ed25519");
+        }
+        if self
+            .required_components
+            .iter()
+            .any(|c| c.is_empty() || c.bytes().any(|b| b.is_ascii_uppercase() || b == b'"'))
+        {
+            bail!("http_signature.required_components must be lowercase component names");
+        }
+        Ok(())
+    }
+}
+
+/// Settings of an `aws-sigv4` key: the credential scope it accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4Settings {
+    pub region: String,
+    pub service: String,
+    /// Accept `x-amz-content-sha256: UNSIGNED-PAYLOAD` (the body is then not signed).
+    #[serde(default)]
+    pub allow_unsigned_payload: bool,
+}
+
+impl SigV4Settings {
+    pub fn check(&self) -> Result<()> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !ok(&self.region) || !ok(&self.service) {
+            bail!("sigv4 region and service must be 1-64 of [a-z0-9-]");
+        }
+        Ok(())
+    }
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
@@ -587,17 +654,33 @@ impl KeyConfig {
     pub fn scheme_settings(&self) -> Result<serde_json::Value> {
         match self.scheme.as_str() {
             SCHEME_KG1 => {
-                if self.legacy.is_some() {
-                    bail!("a [legacy] table only applies to scheme = \"legacy-sorted\"");
+                if self.legacy.is_some() || self.sigv4.is_some() {
+                    bail!("[legacy] and [sigv4] tables only apply to their schemes");
                 }
                 Ok(serde_json::json!({}))
+            }
+            SCHEME_HTTPSIG => {
+                let s = self
+                    .http_signature
+                    .clone()
+                    .context("scheme = \"http-signature\" needs http_signature = { alg }")?;
+                s.check()?;
+                Ok(serde_json::to_value(s)?)
+            }
+            SCHEME_SIGV4 => {
+                let s =
+                    self.sigv4.clone().context("scheme = \"aws-sigv4\" needs sigv4 = { region, service }")?;
+                s.check()?;
+                Ok(serde_json::to_value(s)?)
             }
             SCHEME_LEGACY => {
                 let s = self.legacy.clone().unwrap_or_default();
                 s.to_config()?;
                 Ok(serde_json::to_value(s)?)
             }
-            other => bail!("unknown scheme {other:?} (expected {SCHEME_KG1} or {SCHEME_LEGACY})"),
+            other => {
+                bail!("unknown scheme {other:?} (expected {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4} or {SCHEME_HTTPSIG})")
+            }
         }
     }
 

@@ -102,6 +102,8 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
             timestamp_window_secs: 300,
             description: "created by keygate serve --demo".into(),
             legacy: None,
+            sigv4: None,
+            http_signature: None,
             rate_limit: None,
             scopes: Vec::new(),
             allowed_endpoints: Vec::new(),

@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod demo;
 mod nudge;
+mod outbound;
 mod serve;
 mod telemetry;
 mod time;
@@ -113,6 +114,13 @@ enum Command {
         conn: admin_cli::Conn,
         #[command(subcommand)]
         command: admin_cli::KeyCmd,
+    },
+    /// Outbound providers and their scripts, through the admin API.
+    Providers {
+        #[command(flatten)]
+        conn: admin_cli::Conn,
+        #[command(subcommand)]
+        command: admin_cli::ProviderCmd,
     },
     /// Admin tokens, through the admin API.
     Tokens {
@@ -270,6 +278,10 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Tokens { conn, command } => {
             current_thread()?.block_on(admin_cli::tokens(&conn, &command))?;
+            Ok(0)
+        }
+        Command::Providers { conn, command } => {
+            current_thread()?.block_on(admin_cli::providers(&conn, &command))?;
             Ok(0)
         }
     }

@@ -14,7 +14,10 @@ use keygate_state::{MemoryGate, MemoryIdempotencyStore, RedisState, ResilientGat
 use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store};
 
 use crate::cache::{self, SnapshotData};
-use crate::config::{Config, LegacySettings, SCHEME_KG1, SCHEME_LEGACY};
+use crate::config::{
+    Config, HttpSigSettings, LegacySettings, SigV4Settings, SCHEME_HTTPSIG, SCHEME_KG1, SCHEME_LEGACY,
+    SCHEME_SIGV4,
+};
 
 /// What `serve` needs beyond the config file.
 pub struct ServeOptions {
@@ -110,11 +113,12 @@ pub async fn load_snapshot(
     routes: &[Route],
     previous: Option<&Snapshot>,
     cache: Option<(&Path, &Keyring)>,
+    providers: &[keygate_store::LoadedProvider],
 ) -> Result<Snapshot> {
     let version = store.change_counter().await?;
     let app_list = store.list_apps().await?;
     let mut writer = match cache {
-        Some(_) => Some(cache::CacheWriter::new(version, &app_list)?),
+        Some(_) => Some(cache::CacheWriter::new(version, &app_list, providers)?),
         None => None,
     };
     let apps: std::collections::HashMap<String, bool> =
@@ -210,6 +214,27 @@ fn key_entry(
                 }
             }
         }
+        SCHEME_HTTPSIG => match serde_json::from_value::<HttpSigSettings>(r.scheme_settings.clone()) {
+            Ok(s) if s.check().is_ok() => KeyScheme::HttpSignature {
+                ed25519: s.alg == "ed25519",
+                required_components: s.required_components,
+            },
+            _ => {
+                tracing::error!(access_key = %r.access_key, "bad http-signature settings in store; key not loaded");
+                return None;
+            }
+        },
+        SCHEME_SIGV4 => match serde_json::from_value::<SigV4Settings>(r.scheme_settings.clone()) {
+            Ok(s) if s.check().is_ok() => KeyScheme::SigV4 {
+                region: s.region,
+                service: s.service,
+                allow_unsigned_payload: s.allow_unsigned_payload,
+            },
+            _ => {
+                tracing::error!(access_key = %r.access_key, "bad aws-sigv4 settings in store; key not loaded");
+                return None;
+            }
+        },
         other => {
             tracing::error!(access_key = %r.access_key, scheme = other, "unknown scheme in store; key not loaded");
             return None;
@@ -222,6 +247,20 @@ fn key_entry(
             return None;
         }
     };
+    let mut secret = k.secret;
+    if let KeyScheme::HttpSignature { ed25519: true, .. } = &scheme {
+        // The stored value is the base64 of the raw 32-byte public key.
+        use base64::Engine as _;
+        use secrecy::ExposeSecret as _;
+        let text = std::str::from_utf8(secret.expose_secret()).unwrap_or_default().trim().to_string();
+        match base64::engine::general_purpose::STANDARD.decode(text) {
+            Ok(raw) if raw.len() == 32 => secret = secrecy::SecretBox::new(raw.into_boxed_slice()),
+            _ => {
+                tracing::error!(access_key = %r.access_key, "ed25519 key is not a base64 32-byte public key; key not loaded");
+                return None;
+            }
+        }
+    }
     let app_enabled = apps.get(&r.app_id).copied().unwrap_or(false);
     Some(KeyEntry {
         access_key: r.access_key,
@@ -237,7 +276,7 @@ fn key_entry(
         access,
         // Only a rotated key (one with a successor) stops at the end of its overlap.
         overlap_until: r.successor.as_ref().and(r.overlap_until),
-        secret: k.secret,
+        secret,
         last_used: std::sync::atomic::AtomicI64::new(0),
     })
 }
@@ -255,13 +294,15 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
 
     // The store, or — when it is unreachable at startup — the last good snapshot from disk.
-    let (store, snapshot) = match Store::open(&cfg.store.url, keyring.clone()).await {
+    let outbound_on = cfg.server.outbound.is_some();
+    let (store, snapshot, providers) = match Store::open(&cfg.store.url, keyring.clone()).await {
         Ok(store) => {
             let (total, changed) = import(&store, cfg, &opts.base_dir).await?;
             tracing::info!(keys = total, changed, "config imported");
             let cache = cache_path.as_deref().map(|p| (p, &*keyring));
-            let snapshot = load_snapshot(&store, &routes, None, cache).await?;
-            (Some(store), snapshot)
+            let providers = if outbound_on { store.load_providers().await? } else { Vec::new() };
+            let snapshot = load_snapshot(&store, &routes, None, cache, &providers).await?;
+            (Some(store), snapshot, providers)
         }
         Err(e) => {
             let Some(path) = cache_path.as_deref().filter(|p| p.exists()) else {
@@ -272,12 +313,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 .with_context(|| format!("the store is unreachable ({e}); reading the snapshot cache"))?;
             tracing::warn!(error = %e, cache = %path.display(), version = data.version,
                 "store unreachable at startup: serving the cached snapshot until it returns");
-            (None, build_snapshot(data, &routes))
+            let mut data = data;
+            let providers = std::mem::take(&mut data.providers);
+            (None, build_snapshot(data, &routes), providers)
         }
     };
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
 
-    let (state, sweeper, redis_ok) = build_state(&cfg.state)?;
+    let (state, sweeper, redis_ok, limiter) = build_state(&cfg.state)?;
     let audit = if cfg.audit.enabled {
         let url = cfg.audit.url.clone().unwrap_or_else(|| cfg.store.url.clone());
         let spill_dir = match &cfg.audit.spill_dir {
@@ -340,13 +383,55 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         tracing::info!(rules = cfg.alerts.rules.len(), channels = cfg.alerts.channels.len(), "alerts on");
         observers.push(Arc::new(crate::telemetry::AlertObserver(alerts)));
     }
-    let mut gateway = Gateway::new(snapshot, state, upstream);
-    gateway = match observers.len() {
-        0 => gateway,
-        1 => gateway.with_observer(observers.remove(0)),
-        _ => gateway.with_observer(Arc::new(crate::telemetry::Fanout(observers))),
+    let observer: Option<Arc<dyn keygate_inbound::Observer>> = match observers.len() {
+        0 => None,
+        1 => Some(observers.remove(0)),
+        _ => Some(Arc::new(crate::telemetry::Fanout(observers))),
     };
+    let outbound = match &cfg.server.outbound {
+        Some(addr) => {
+            let out = Arc::new(
+                crate::outbound::build(
+                    cfg.state.redis.as_deref(),
+                    &cfg.state.key_prefix,
+                    Duration::from_millis(cfg.state.timeout_ms),
+                    keyring.clone(),
+                    limiter,
+                )
+                .await,
+            );
+            let report = crate::outbound::apply(&out, providers);
+            let source = if store.is_some() { "store" } else { "snapshot cache" };
+            tracing::info!(
+                providers = report.loaded,
+                refused = report.refused.len(),
+                source,
+                "providers loaded"
+            );
+            let g = Arc::new(crate::outbound::gateway(
+                &snapshot,
+                state.clone(),
+                upstream.clone(),
+                out.clone(),
+                observer.clone(),
+            ));
+            let server = InboundServer::bind(addr, None, g.clone()).await?;
+            let local = server.local_addr()?;
+            tracing::info!(addr = %local, "outbound listening on http://{local}/out/<provider>/");
+            Some((g, out, server))
+        }
+        None => None,
+    };
+    let mut gateway = Gateway::new(snapshot, state, upstream).with_tls(cfg.server.tls_cert.is_some());
+    if let Some(o) = observer {
+        gateway = gateway.with_observer(o);
+    }
     let gateway = Arc::new(gateway);
+    let (outbound, outbound_server) = match outbound {
+        Some((g, out, server)) => (Some((g, out)), Some(server)),
+        None => (None, None),
+    };
+    let outbound_task = outbound_server.map(|server| tokio::spawn(server.serve(shutdown_signal())));
     let metrics_task = metrics.map(|(handle, listener)| {
         let health = health.clone();
         tokio::spawn(async move {
@@ -371,6 +456,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             cache: cache_path.clone(),
             routes,
             health: health.clone(),
+            outbound: outbound.clone(),
         },
         gateway.clone(),
         nudge.clone(),
@@ -408,6 +494,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 store: store.clone(),
                 audit: audit_db,
                 validate_key: Arc::new(validate_key),
+                validate_provider: Some(Arc::new(crate::outbound::validate_provider)),
+                script_tester: outbound.as_ref().map(|(_, out)| crate::outbound::tester(out.clone())),
                 on_change: Arc::new(move || {
                     local_nudge.notify_one();
                     if let Some(p) = &publisher {
@@ -461,6 +549,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if let Some(m) = metrics_task {
         m.abort();
     }
+    if let Some(t) = outbound_task {
+        t.abort();
+    }
     if let Some(store) = store {
         store.close().await;
     }
@@ -479,10 +570,22 @@ fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
                 .and_then(|s| s.to_config())
                 .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
         }
+        SCHEME_HTTPSIG => {
+            serde_json::from_value::<HttpSigSettings>(k.scheme_settings.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.check())
+                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
+        }
+        SCHEME_SIGV4 => {
+            serde_json::from_value::<SigV4Settings>(k.scheme_settings.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.check())
+                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
+        }
         other => {
             return Err((
                 "key.scheme".into(),
-                format!("unknown scheme {other:?}; this gateway verifies {SCHEME_KG1} and {SCHEME_LEGACY}"),
+                format!("unknown scheme {other:?}; this gateway verifies {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4} and {SCHEME_HTTPSIG}"),
             ))
         }
     }
@@ -496,9 +599,11 @@ fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
 /// health probes so an idle replica notices recovery).
 type RedisHealth = Option<Arc<dyn Fn() -> bool + Send + Sync>>;
 
-fn build_state(
-    cfg: &crate::config::StateConfig,
-) -> Result<(StateHandles, tokio::task::JoinHandle<()>, RedisHealth)> {
+/// Request state, its sweeper task, Redis health probe, and the limiter outbound providers share.
+type BuiltState =
+    (StateHandles, tokio::task::JoinHandle<()>, RedisHealth, Arc<dyn keygate_state::RateLimiter>);
+
+fn build_state(cfg: &crate::config::StateConfig) -> Result<BuiltState> {
     let settings = IdempotencySettings {
         ttl: Duration::from_secs(cfg.idempotency_ttl_secs),
         max_body_bytes: cfg.idempotency_max_body_bytes,
@@ -508,16 +613,23 @@ fn build_state(
         None => {
             let gate = Arc::new(local);
             let idem = Arc::new(MemoryIdempotencyStore::new(cfg.nonce_capacity));
-            let (g, i) = (gate.clone(), idem.clone());
+            let limiter = Arc::new(keygate_state::MemoryRateLimiter::new(cfg.nonce_capacity));
+            let (g, i, l) = (gate.clone(), idem.clone(), limiter.clone());
             let task = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
                     g.sweep();
                     i.sweep();
+                    l.sweep();
                 }
             });
-            Ok((StateHandles { gate, idempotency: idem, idempotency_settings: settings }, task, None))
+            Ok((
+                StateHandles { gate, idempotency: idem, idempotency_settings: settings },
+                task,
+                None,
+                limiter,
+            ))
         }
         Some(url) => {
             let redis =
@@ -538,11 +650,12 @@ fn build_state(
             Ok((
                 StateHandles {
                     gate: resilient.clone(),
-                    idempotency: resilient,
+                    idempotency: resilient.clone(),
                     idempotency_settings: settings,
                 },
                 task,
                 Some(Arc::new(move || !probe.is_degraded())),
+                resilient,
             ))
         }
     }
@@ -585,6 +698,8 @@ struct Reloader {
     cache: Option<PathBuf>,
     routes: Vec<Route>,
     health: Arc<crate::telemetry::Health>,
+    /// The outbound listener's gateway (same keys) and providers, reloaded with the snapshot.
+    outbound: Option<(Arc<Gateway>, Arc<keygate_outbound::Outbound>)>,
 }
 
 /// Polls the change counter (and wakes early on a nudge from this replica's admin API or from
@@ -617,12 +732,14 @@ async fn reload_loop(
             }
             let started = std::time::Instant::now();
             let cache = r.cache.as_deref().map(|p| (p, &*r.keyring));
-            let s = load_snapshot(store, &r.routes, Some(&gateway.snapshot()), cache).await?;
-            Ok(Some((s, started.elapsed())))
+            // Providers are read with the keys so the cache holds both from one moment.
+            let providers = if r.outbound.is_some() { store.load_providers().await? } else { Vec::new() };
+            let s = load_snapshot(store, &r.routes, Some(&gateway.snapshot()), cache, &providers).await?;
+            Ok(Some((s, providers, started.elapsed())))
         }
         .await;
         match result {
-            Ok(Some((s, took))) => {
+            Ok(Some((s, providers, took))) => {
                 tracing::info!(
                     version = s.version,
                     keys = s.key_count(),
@@ -630,6 +747,11 @@ async fn reload_loop(
                     "snapshot reloaded"
                 );
                 r.health.set_snapshot(s.version, s.key_count(), true);
+                if let Some((g, out)) = &r.outbound {
+                    g.swap_snapshot(s.with_routes(vec![crate::outbound::route()]));
+                    let rep = crate::outbound::apply(out, providers);
+                    tracing::info!(providers = rep.loaded, refused = rep.refused.len(), "providers reloaded");
+                }
                 gateway.swap_snapshot(s);
                 r.health.set_store(true);
                 failing = false;

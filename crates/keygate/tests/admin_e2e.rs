@@ -68,37 +68,6 @@ impl Drop for Db {
     }
 }
 
-fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(bin());
-    cmd.args(args).env("KEYGATE_MASTER_KEY", MASTER_KEY).env_remove("KEYGATE_ADMIN_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn admin_call(
-    admin: SocketAddr,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
-    if body.is_some() {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let (status, _, bytes, _) =
-        send(method, &format!("http://{admin}{path}"), &headers, body.as_bytes(), false).await;
-    (status.as_u16(), if bytes.is_empty() { Value::Null } else { envelope(&bytes) })
-}
-
 async fn signed_get(gw: &Keygate, ak: &str, secret: &str, path: &str) -> (u16, Value) {
     let url = gw.url(path);
     let headers = sign(ak, secret, "GET", &url, &[], b"", &[]);

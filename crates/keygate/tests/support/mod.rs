@@ -138,6 +138,8 @@ pub struct Keygate {
     pub admin: Option<SocketAddr>,
     /// The metrics/health listener, when `[server] metrics` is configured.
     pub metrics: Option<SocketAddr>,
+    /// The outbound listener, when `[server] outbound` is configured.
+    pub outbound: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -267,6 +269,8 @@ pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)])
     let admin2 = admin.clone();
     let metrics: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
     let metrics2 = metrics.clone();
+    let outbound: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let outbound2 = outbound.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
@@ -278,6 +282,9 @@ pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)])
                     }
                     if v["message"].as_str().unwrap_or("").starts_with("metrics listening") {
                         *metrics2.lock().unwrap() = addr.parse().ok();
+                    }
+                    if v["message"].as_str().unwrap_or("").starts_with("outbound listening") {
+                        *outbound2.lock().unwrap() = addr.parse().ok();
                     }
                     if v["message"].as_str().unwrap_or("").starts_with("inbound listening") {
                         if let Some(tx) = tx.take() {
@@ -298,7 +305,8 @@ pub fn start_with(dir: tempfile::TempDir, cfg_path: &Path, env: &[(&str, &str)])
     };
     let admin = *admin.lock().unwrap();
     let metrics = *metrics.lock().unwrap();
-    Keygate { child, addr, admin, metrics, dir, log }
+    let outbound = *outbound.lock().unwrap();
+    Keygate { child, addr, admin, metrics, outbound, dir, log }
 }
 
 /// Minimal HTTP client for the tests (HTTP/1.1, or h2c with `http2`).
@@ -376,4 +384,56 @@ pub fn envelope(body: &[u8]) -> serde_json::Value {
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs the keygate CLI with the test master key (and no ambient admin token).
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env("KEYGATE_MASTER_KEY", MASTER_KEY).env_remove("KEYGATE_ADMIN_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One admin API call with a bearer token; the JSON answer (or `null`).
+pub async fn admin_call(
+    admin: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+    if body.is_some() {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, _, bytes, _) =
+        send(method, &format!("http://{admin}{path}"), &headers, body.as_bytes(), false).await;
+    (status.as_u16(), if bytes.is_empty() { serde_json::Value::Null } else { envelope(&bytes) })
+}
+
+/// Runs `tests/interop/provider_sdks.py <mode>` (the providers' and standards' own Python
+/// libraries) with a JSON case; its JSON answer.
+pub fn python_sdk(mode: &str, case: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write as _;
+    let script = repo_root().join("tests/interop/provider_sdks.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(mode)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 with tests/interop/requirements.txt installed must be on PATH");
+    child.stdin.take().unwrap().write_all(case.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "provider_sdks.py {mode} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
