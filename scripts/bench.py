@@ -20,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 UPSTREAM, NGINX, KEYGATE, KEYGATE_REDIS, KEYGATE_AUDIT = 19000, 19001, 19002, 19003, 19004
+KEYGATE_OUT, OUT_LISTENER, OUT_ADMIN = 19005, 19006, 19007
 MASTER = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 SECRET = "bench-secret-0123456789abcdef"
 
@@ -71,8 +72,9 @@ http {
     return p
 
 
-def start_keygate(tmp, threads, port=KEYGATE, name="base", extra=""):
-    """One keygate instance. `extra` is appended to the config ([state], [audit] ...)."""
+def start_keygate(tmp, threads, port=KEYGATE, name="base", extra="", server=""):
+    """One keygate instance. `extra` is appended to the config ([state], [audit] ...), `server`
+    to its [server] table."""
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, "keygate.toml")
@@ -83,6 +85,7 @@ def start_keygate(tmp, threads, port=KEYGATE, name="base", extra=""):
 [server]
 inbound = "127.0.0.1:%d"
 worker_threads = %d
+%s
 [store]
 url = "sqlite://%s/keygate.db"
 %s%s%s
@@ -106,12 +109,34 @@ scheme = "legacy-sorted"
 access_key = "AKLIMITED0001"
 secret_env = "BENCH_SK"
 rate_limit = { rate_per_sec = 1000000, burst = 1000000 }
-""" % (port, threads, d, state, audit, extra, UPSTREAM, UPSTREAM))
+""" % (port, threads, server, d, state, audit, extra, UPSTREAM, UPSTREAM))
     env = dict(os.environ, KEYGATE_MASTER_KEY=MASTER, BENCH_SK=SECRET, KEYGATE_LOG="warn")
     p = subprocess.Popen([os.path.join(REL, "keygate"), "serve", "--config", cfg], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return p
+
+
+def setup_outbound(tmp):
+    """The outbound instance's provider `up`: the same upstream, signed with the HMAC recipe."""
+    import urllib.request
+    cfg = os.path.join(tmp, "outbound", "keygate.toml")
+    env = dict(os.environ, KEYGATE_MASTER_KEY=MASTER)
+    out = subprocess.run([os.path.join(REL, "keygate"), "admin-token", "create", "-c", cfg, "--name", "bench", "--json"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    token = json.loads(out)["token"]
+
+    def put(path, body):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (OUT_ADMIN, path), data=json.dumps(body).encode(), method="PUT",
+                                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        urllib.request.urlopen(req).read()
+    put("/admin/providers/up", {"tenant_id": "default", "config": {
+        "base_url": "http://127.0.0.1:%d" % UPSTREAM, "allow_private_addresses": True, "paths": ["* /*"],
+        "granted_apps": ["bench"], "retry": {"max_attempts": 1}, "breaker": {"failure_threshold": 0},
+        "recipe": {"type": "hmac_header"}}})
+    put("/admin/providers/up/secrets/secret", {"value": "provider-secret-0123456789abcdef"})
+    put("/admin/providers/up/secrets/key_id", {"value": "kid-1"})
+    time.sleep(1)  # reload
 
 
 def psql(sql):
@@ -185,6 +210,10 @@ def main():
         # Every request audited to PostgreSQL (batched writer), plus the metrics observer.
         procs.append(start_keygate(tmp, a.proxy_threads, KEYGATE_AUDIT, "audit",
                                    '[audit]\nurl = "postgres://postgres@127.0.0.1:5432/%s"\n' % audit_db))
+        # Outbound: /out/up/... verified like inbound (KG1 + nonce), then HMAC-signed to the upstream.
+        procs.append(start_keygate(tmp, a.proxy_threads, KEYGATE_OUT, "outbound",
+                                   server='outbound = "127.0.0.1:%d"\nadmin = "127.0.0.1:%d"' % (OUT_LISTENER, OUT_ADMIN)))
+        setup_outbound(tmp)
         c, d, t = a.connections, a.duration, a.load_threads
         base = "http://127.0.0.1:%d"
         configs = [
@@ -202,6 +231,8 @@ def main():
              lambda: run_load(base % KEYGATE_REDIS + "/v1/x?a=1&b=2", "kg1", c, d, t, key="AKLIMITED0001")),
             ("keygate KG1 + audit to PostgreSQL",
              lambda: run_load(base % KEYGATE_AUDIT + "/v1/x?a=1&b=2", "kg1", c, d, t)),
+            ("keygate outbound: KG1 caller + HMAC recipe",
+             lambda: run_load(base % OUT_LISTENER + "/out/up/x?a=1", "kg1", c, d, t)),
         ]
         results = {name: [] for name, _ in configs}
         for rep in range(a.reps):
