@@ -77,6 +77,8 @@ pub struct Key {
     pub last_used_at: Option<i64>,
     pub successor: Option<String>,
     pub overlap_until: Option<i64>,
+    /// `signature`, `token` or `both`.
+    pub auth_policy: String,
 }
 
 impl From<KeyRecord> for Key {
@@ -99,6 +101,7 @@ impl From<KeyRecord> for Key {
             last_used_at: k.last_used_at,
             successor: k.successor,
             overlap_until: k.overlap_until,
+            auth_policy: k.auth_policy,
         }
     }
 }
@@ -133,6 +136,67 @@ pub struct CreateKey {
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
     pub rate_limit: Option<Rate>,
+    /// `signature` (default), `token` or `both`: see docs/tokens.md.
+    #[serde(default = "default_auth_policy")]
+    pub auth_policy: String,
+}
+
+fn default_auth_policy() -> String {
+    keygate_store::AUTH_POLICY_SIGNATURE.into()
+}
+
+/// A user token request (from a login service): the token is bound to the app and the user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserToken {
+    /// 1–128 characters, no control characters; forwarded to upstreams as `X-Kg-User-Id`.
+    pub user_id: String,
+    /// Default and maximum: the gateway's `[tokens]` settings.
+    pub ttl_secs: Option<u64>,
+}
+
+/// An issued token: shown once, stored only as its SHA-256.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub expires_at: i64,
+    pub app_id: String,
+    pub user_id: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken").field("app_id", &self.app_id).finish_non_exhaustive()
+    }
+}
+
+/// Revoke tokens of an app: all of them, or only one user's.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAppTokens {
+    pub user_id: Option<String>,
+}
+
+/// Revoke one token, named by its value.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeToken {
+    #[schema(write_only)]
+    pub token: String,
+}
+
+impl std::fmt::Debug for RevokeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevokeToken { .. }")
+    }
+}
+
+/// How many tokens a revocation ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokensRevoked {
+    pub revoked: u64,
 }
 
 impl std::fmt::Debug for CreateKey {
@@ -164,6 +228,7 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Rate>)]
     pub rate_limit: Option<Option<Rate>>,
+    pub auth_policy: Option<String>,
 }
 
 impl UpdateKey {
@@ -194,6 +259,9 @@ impl UpdateKey {
         }
         if let Some(v) = self.rate_limit {
             k.rate_limit = v.map(|r| RateLimit { rate_per_sec: r.rate_per_sec, burst: r.burst });
+        }
+        if let Some(v) = self.auth_policy {
+            k.auth_policy = v;
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum AdminError {
     StoreUnavailable,
     #[error("internal error")]
     Internal,
+    #[error("the token store is unavailable")]
+    StateUnavailable,
 }
 
 impl AdminError {
@@ -36,6 +38,7 @@ impl AdminError {
             Self::BadJson(_) => "invalid_json",
             Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal_error",
+            Self::StateUnavailable => "state_unavailable",
         }
     }
 
@@ -46,9 +49,15 @@ impl AdminError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid { .. } | Self::BadJson(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// A token store failure: logged here, answered generically.
+    pub fn state(e: keygate_state::StateError) -> Self {
+        tracing::error!(error = %e, "admin call failed in the token store");
+        Self::StateUnavailable
     }
 
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {

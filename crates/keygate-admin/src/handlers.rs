@@ -33,12 +33,14 @@ const MAX_SECRET: usize = 4096;
         update_app, delete_app, revoke_app, list_keys, create_key, get_key, update_key, delete_key,
         rotate_key, revoke_key, enable_key, list_tokens, create_token, get_token, revoke_token, list_audit,
         search_requests, list_providers, get_provider, put_provider, delete_provider, list_provider_secrets,
-        put_provider_secret, delete_provider_secret, list_scripts, save_script, activate_script, test_run
+        put_provider_secret, delete_provider_secret, list_scripts, save_script, activate_script, test_run,
+        create_user_token, revoke_app_tokens, revoke_api_token
     ),
     components(schemas(
         Tenant, App, CreateApp, UpdateApp, Rate, Key, CreateKey, UpdateKey, CreatedKey, RotateKey, Rotated,
         AppRevoked, AdminToken, CreateAdminToken, CreatedAdminToken, AuditEntry, ErrorEnvelope, WhoAmI,
-        Provider, ProviderSecret, PutProvider, PutSecret, SaveScript, ScriptVersionView, SavedScript
+        Provider, ProviderSecret, PutProvider, PutSecret, SaveScript, ScriptVersionView, SavedScript,
+        CreateUserToken, IssuedToken, RevokeAppTokens, RevokeToken, TokensRevoked
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -264,6 +266,138 @@ pub async fn revoke_app(
     Ok(Json(AppRevoked { app: rec.into(), keys_disabled: n }))
 }
 
+// ---- API tokens ----
+
+fn token_issuer(s: &AdminState) -> Result<&crate::TokenIssuer, AdminError> {
+    s.tokens.as_ref().ok_or_else(|| {
+        AdminError::invalid("tokens", "API tokens are not enabled on this gateway ([tokens] enabled = true)")
+    })
+}
+
+fn actor(p: &Principal) -> String {
+    format!("{} ({})", p.0.id, p.0.name)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Issues a user token (for a login service): bound to the app and the user id, accepted on
+/// routes with `user_tokens = true`, forwarded as `X-Kg-User-Id`. Shown once.
+#[utoipa::path(post, path = "/admin/apps/{app}/user-tokens", request_body = CreateUserToken,
+    responses((status = 201, body = IssuedToken), (status = 400, body = ErrorEnvelope)))]
+pub async fn create_user_token(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(app): Path<String>,
+    Body(req): Body<CreateUserToken>,
+) -> R<impl IntoResponse> {
+    let rec = app_and_tenant(&s.store, &p, &app).await?;
+    check(&p.0, Action::CreateKey { tenant: &rec.tenant_id, app: &app }, || format!("app {app}"))?;
+    let t = token_issuer(&s)?;
+    if req.user_id.is_empty()
+        || req.user_id.chars().count() > 128
+        || req.user_id.chars().any(char::is_control)
+    {
+        return Err(AdminError::invalid("user_id", "1 to 128 characters, no control characters"));
+    }
+    if !rec.enabled {
+        return Err(AdminError::invalid("app", "the app is disabled"));
+    }
+    let ttl = req.ttl_secs.unwrap_or(t.default_ttl.as_secs());
+    if ttl == 0 || ttl > t.max_ttl.as_secs() {
+        return Err(AdminError::invalid(
+            "ttl_secs",
+            format!("must be between 1 and {}", t.max_ttl.as_secs()),
+        ));
+    }
+    let (token, hash) = keygate_state::new_token().map_err(|_| AdminError::Internal)?;
+    let grant = keygate_state::TokenGrant {
+        app_id: app.clone(),
+        access_key: None,
+        user_id: Some(req.user_id.clone()),
+        expires_at: unix_now() + ttl as i64,
+    };
+    t.store.issue(&hash, &grant, std::time::Duration::from_secs(ttl)).await.map_err(AdminError::state)?;
+    s.store
+        .append_admin_audit(
+            &actor(&p),
+            "user_token.issue",
+            &format!("app {app}"),
+            None,
+            Some(&serde_json::json!({"user_id": req.user_id, "ttl_secs": ttl})),
+        )
+        .await?;
+    let body = IssuedToken {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        expires_at: grant.expires_at,
+        app_id: app,
+        user_id: grant.user_id,
+    };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Revokes every token of an app (or only one user's), on every replica at once.
+#[utoipa::path(post, path = "/admin/apps/{app}/tokens/revoke", request_body = RevokeAppTokens,
+    responses((status = 200, body = TokensRevoked)))]
+pub async fn revoke_app_tokens(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(app): Path<String>,
+    Body(req): Body<RevokeAppTokens>,
+) -> R<Json<TokensRevoked>> {
+    let rec = app_and_tenant(&s.store, &p, &app).await?;
+    check(&p.0, Action::CreateKey { tenant: &rec.tenant_id, app: &app }, || format!("app {app}"))?;
+    let t = token_issuer(&s)?;
+    let revoked = t.store.revoke_app(&app, req.user_id.as_deref()).await.map_err(AdminError::state)?;
+    s.store
+        .append_admin_audit(
+            &actor(&p),
+            "tokens.revoke",
+            &format!("app {app}"),
+            None,
+            Some(&serde_json::json!({"user_id": req.user_id, "revoked": revoked})),
+        )
+        .await?;
+    Ok(Json(TokensRevoked { revoked }))
+}
+
+/// Revokes one token by its value (e.g. reported leaked). Tokens of other tenants' apps answer
+/// 404 like unknown ones.
+#[utoipa::path(post, path = "/admin/api-tokens/revoke", request_body = RevokeToken,
+    responses((status = 200, body = TokensRevoked), (status = 404, body = ErrorEnvelope)))]
+pub async fn revoke_api_token(
+    State(s): State<AdminState>,
+    p: Principal,
+    Body(req): Body<RevokeToken>,
+) -> R<Json<TokensRevoked>> {
+    let t = token_issuer(&s)?;
+    let hash = keygate_state::token_hash(req.token.trim());
+    let unavailable = AdminError::state;
+    let grant = t.store.lookup(&hash).await.map_err(unavailable)?;
+    let Some(grant) = grant else { return Err(AdminError::NotFound("token".into())) };
+    let rec = app_and_tenant(&s.store, &p, &grant.app_id)
+        .await
+        .map_err(|_| AdminError::NotFound("token".into()))?;
+    check(&p.0, Action::CreateKey { tenant: &rec.tenant_id, app: &grant.app_id }, || "token".into())?;
+    let revoked = u64::from(t.store.revoke(&hash).await.map_err(unavailable)?);
+    s.store
+        .append_admin_audit(
+            &actor(&p),
+            "token.revoke",
+            &format!("app {}", grant.app_id),
+            None,
+            Some(&serde_json::json!({"user_id": grant.user_id, "access_key": grant.access_key})),
+        )
+        .await?;
+    Ok(Json(TokensRevoked { revoked }))
+}
+
 // ---- keys ----
 
 #[utoipa::path(get, path = "/admin/apps/{app}/keys", responses((status = 200, body = [Key])))]
@@ -304,6 +438,7 @@ pub async fn create_key(
         allowed_endpoints: req.allowed_endpoints,
         allowed_cidrs: req.allowed_cidrs,
         rate_limit: req.rate_limit.map(|r| RateLimit { rate_per_sec: r.rate_per_sec, burst: r.burst }),
+        auth_policy: req.auth_policy,
         created_by: format!("{} ({})", p.0.id, p.0.name),
         ..KeyRecord::default()
     };

@@ -56,7 +56,17 @@ pub struct AdminState {
     pub validate_provider: Option<ProviderValidator>,
     /// Without one (no outbound listener in this process), test runs answer 400.
     pub script_tester: Option<ScriptTester>,
+    /// API tokens (user tokens, revocation); without it (`[tokens]` off) those calls answer 400.
+    pub tokens: Option<TokenIssuer>,
     pub on_change: ChangeHook,
+}
+
+/// The gateway's token store, for issuing user tokens and revoking tokens.
+#[derive(Debug, Clone)]
+pub struct TokenIssuer {
+    pub store: Arc<dyn keygate_state::TokenStore>,
+    pub default_ttl: std::time::Duration,
+    pub max_ttl: std::time::Duration,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -74,6 +84,7 @@ impl AdminState {
             validate_key: Arc::new(|_| Ok(())),
             validate_provider: None,
             script_tester: None,
+            tokens: None,
             on_change: Arc::new(|| {}),
         }
     }
@@ -91,6 +102,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/apps/{app}", get(get_app).patch(update_app).delete(delete_app))
         .route("/admin/apps/{app}/revoke", post(revoke_app))
         .route("/admin/apps/{app}/keys", get(list_keys).post(create_key))
+        .route("/admin/apps/{app}/user-tokens", post(create_user_token))
+        .route("/admin/apps/{app}/tokens/revoke", post(revoke_app_tokens))
+        .route("/admin/api-tokens/revoke", post(revoke_api_token))
         .route("/admin/keys/{key}", get(get_key).patch(update_key).delete(delete_key))
         .route("/admin/keys/{key}/rotate", post(rotate_key))
         .route("/admin/keys/{key}/revoke", post(revoke_key))

@@ -57,6 +57,18 @@ pub enum GatewayError {
     UpstreamUnavailable,
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
+    #[error("API token is unknown, expired or revoked")]
+    TokenInvalid,
+    #[error("this key requires an API token (Authorization: Bearer or X-Kg-Token)")]
+    TokenRequired,
+    #[error("API tokens are not allowed here: {0}")]
+    TokenNotAllowed(&'static str),
+    #[error("the API token was issued to a different access key")]
+    TokenKeyMismatch,
+    #[error("invalid token request: {0}")]
+    InvalidTokenRequest(&'static str),
+    #[error("method not allowed; use {0}")]
+    MethodNotAllowed(&'static str),
     /// A refusal of a [`crate::Dispatch`] handler (the outbound gateway), with its own code.
     #[error("{message}")]
     Dispatch { status: StatusCode, code: &'static str, message: String, retry_after: Option<u64> },
@@ -89,6 +101,12 @@ impl GatewayError {
             Self::RouteNotFound => "route_not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::TokenInvalid => "token_invalid",
+            Self::TokenRequired => "token_required",
+            Self::TokenNotAllowed(_) => "token_not_allowed",
+            Self::TokenKeyMismatch => "token_key_mismatch",
+            Self::InvalidTokenRequest(_) => "invalid_token_request",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Dispatch { code, .. } => code,
         }
     }
@@ -111,7 +129,13 @@ impl GatewayError {
             | Self::KeyRotated
             | Self::SchemeMismatch(_)
             | Self::TimestampOutOfWindow { .. }
-            | Self::NonceReplayed => StatusCode::UNAUTHORIZED,
+            | Self::NonceReplayed
+            | Self::TokenInvalid
+            | Self::TokenRequired
+            | Self::TokenKeyMismatch => StatusCode::UNAUTHORIZED,
+            Self::TokenNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::InvalidTokenRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::IpNotAllowed | Self::EndpointNotAllowed => StatusCode::FORBIDDEN,
             Self::StateUnavailable | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -15,8 +15,8 @@ use keygate_sign::kg1::{self, Kg1Auth, RequestParts};
 use keygate_sign::legacy::{self, LegacyAuth, LegacyConfig};
 use keygate_sign::{path, SignError};
 use keygate_state::{
-    Admission, BucketCheck, IdemBegin, IdempotencyStore, NonceCheck, NonceClaim, RateDecision, RequestGate,
-    StateError, StoredResponse,
+    Admission, AdmitOutcome, BucketCheck, IdemBegin, IdempotencyStore, NonceCheck, NonceClaim, RateDecision,
+    RequestGate, StateError, StoredResponse, TokenGrant, TokenStore,
 };
 use secrecy::ExposeSecret;
 
@@ -24,8 +24,8 @@ use crate::body::{self, BoxError, BufferedBody, ResponseBody};
 use crate::error::GatewayError;
 use crate::observe::{NoopObserver, Observer, RequestOutcome, Trace};
 use crate::proxy::{self, UpstreamClients};
-use crate::snapshot::{KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
-use crate::{X_KG_APP_ID, X_KG_KEY_ID, X_REQUEST_ID};
+use crate::snapshot::{AuthPolicy, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
+use crate::{X_KG_APP_ID, X_KG_KEY_ID, X_KG_TOKEN, X_KG_USER_ID, X_REQUEST_ID};
 
 /// Extra time a nonce is remembered past the end of its timestamp window, so a replay that
 /// arrives exactly at the edge of the window still meets its nonce.
@@ -35,7 +35,29 @@ const NONCE_SLACK: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub app_id: String,
+    /// Empty for a user token (which names an app and a user, not a key).
     pub access_key: String,
+    /// The end user of a user token.
+    pub user_id: Option<String>,
+}
+
+/// API tokens: the exchange endpoint and token authentication (seeds 001/003).
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub store: Arc<dyn TokenStore>,
+    /// Path of the exchange endpoint on the inbound listener, e.g. `/auth/token`.
+    pub path: String,
+    /// Lifetime of a token when the exchange does not ask for one.
+    pub default_ttl: Duration,
+    /// Longest lifetime an exchange may ask for.
+    pub max_ttl: Duration,
+}
+
+#[derive(Debug)]
+struct Tokens {
+    settings: TokenSettings,
+    /// The exchange endpoint's own limits (it has no upstream).
+    route: Arc<Route>,
 }
 
 /// Shared request state: nonces + rate limits decided together, and idempotency keys.
@@ -70,6 +92,7 @@ pub struct Gateway {
     upstream: UpstreamClients,
     observer: Arc<dyn Observer>,
     dispatch: Option<Arc<dyn Dispatch>>,
+    tokens: Option<Tokens>,
     /// `http` or `https`: what this listener speaks, for signatures that cover the target URI.
     scheme: &'static str,
 }
@@ -116,8 +139,29 @@ impl Gateway {
             upstream,
             observer: Arc::new(NoopObserver),
             dispatch: None,
+            tokens: None,
             scheme: "http",
         }
+    }
+
+    /// Serves the token exchange at `settings.path` and accepts API tokens.
+    pub fn with_tokens(mut self, settings: TokenSettings) -> Self {
+        let route = Route {
+            path_prefix: settings.path.clone(),
+            // Never contacted: the exchange is answered by the gateway itself.
+            upstream: http::Uri::from_static("http://127.0.0.1:9"),
+            strip_prefix: false,
+            max_body_bytes: 4096,
+            timeout: Duration::from_secs(5),
+            auth: RouteAuth::Signature,
+            upstream_http2: false,
+            preserve_host: false,
+            per_ip_rate_limit: None,
+            capture: None,
+            user_tokens: false,
+        };
+        self.tokens = Some(Tokens { settings, route: Arc::new(route) });
+        self
     }
 
     /// Declares that this gateway is served over TLS (RFC 9421 `@target-uri`, `@scheme`).
@@ -232,7 +276,16 @@ impl Gateway {
         let raw_path = parts.uri.path();
         let raw_query = parts.uri.query();
         path::check_raw_path(raw_path).map_err(|e| fail(e.into()))?;
-        let route = snapshot.route(raw_path).ok_or_else(|| fail(GatewayError::RouteNotFound))?.clone();
+        let token_endpoint = self.tokens.as_ref().is_some_and(|t| raw_path == t.settings.path);
+        let route = match &self.tokens {
+            Some(t) if token_endpoint => {
+                if parts.method != http::Method::POST {
+                    return Err(fail(GatewayError::MethodNotAllowed("POST")));
+                }
+                t.route.clone()
+            }
+            _ => snapshot.route(raw_path).ok_or_else(|| fail(GatewayError::RouteNotFound))?.clone(),
+        };
         trace.route = Some(route.clone());
         if let Some(len) = content_length(&parts.headers) {
             if len > route.max_body_bytes {
@@ -247,6 +300,82 @@ impl Gateway {
             let resp =
                 self.forward(&route, parts, body, peer, request_id, None, trace).await.map_err(fail)?;
             return Ok((resp, None));
+        }
+
+        // 0. An API token, if the request carries one, is looked up first (a read, nothing is
+        //    written): a token-only request needs no signature; otherwise its key's policy says
+        //    what else the request must carry.
+        let now = unix_now();
+        let mut grant: Option<TokenGrant> = None;
+        if let (Some(t), Some(tok)) = (&self.tokens, api_token(&parts.headers)) {
+            let g = match t.settings.store.lookup(&keygate_state::token_hash(tok)).await {
+                Ok(Some(g)) => g,
+                Ok(None) => return Err(fail(GatewayError::TokenInvalid)),
+                Err(e) => {
+                    log_state_error(&e);
+                    return Err(fail(GatewayError::StateUnavailable));
+                }
+            };
+            trace.app_id = Some(g.app_id.clone());
+            let Some(ak) = g.access_key.clone() else {
+                // A user token: bound to an app and a user, accepted only where a route says so.
+                if token_endpoint {
+                    return Err(fail(GatewayError::TokenNotAllowed("a user token cannot be exchanged")));
+                }
+                if !route.user_tokens {
+                    return Err(fail(GatewayError::TokenNotAllowed(
+                        "this route does not accept user tokens",
+                    )));
+                }
+                if !snapshot.app_enabled(&g.app_id) {
+                    return Err(fail(GatewayError::TokenInvalid));
+                }
+                trace.scheme = Some("user-token");
+                let (buffered, body_hash) =
+                    body::read_limited(body, route.max_body_bytes).await.map_err(fail)?;
+                capture_request(trace, &route, &parts, &buffered);
+                let caller = Caller { app_id: g.app_id, access_key: String::new(), user_id: g.user_id };
+                let admitted =
+                    Admitted { route: &route, key: None, caller, nonce: None, now, token_endpoint };
+                return self
+                    .admit_and_forward(admitted, parts, buffered, body_hash, peer, request_id, trace)
+                    .await;
+            };
+            let key =
+                snapshot.key(&ak).ok_or_else(|| (GatewayError::TokenInvalid, Some(ak.clone())))?.clone();
+            // A request that also carries a signature is verified as signed (below), and the
+            // token must then belong to the signing key.
+            let signed = kg1::header::ALL.iter().any(|h| parts.headers.contains_key(*h))
+                || parts.headers.contains_key("signature-input")
+                || parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"AWS4-"))
+                || raw_query.is_some_and(|q| q.contains("X-Amz-Signature="));
+            match key.auth_policy {
+                AuthPolicy::Token if !token_endpoint && !signed => {
+                    trace.scheme = Some("api-token");
+                    check_key(&key, now).map_err(|e| (e, Some(ak.clone())))?;
+                    let (buffered, body_hash) = body::read_limited(body, route.max_body_bytes)
+                        .await
+                        .map_err(|e| (e, Some(ak.clone())))?;
+                    capture_request(trace, &route, &parts, &buffered);
+                    let caller = Caller { app_id: key.app_id.clone(), access_key: ak, user_id: None };
+                    let admitted =
+                        Admitted { route: &route, key: Some(&key), caller, nonce: None, now, token_endpoint };
+                    return self
+                        .admit_and_forward(admitted, parts, buffered, body_hash, peer, request_id, trace)
+                        .await;
+                }
+                // The exchange itself is always signed; `both` also needs the signature below.
+                AuthPolicy::Token | AuthPolicy::Both => grant = Some(g),
+                AuthPolicy::Signature => {
+                    return Err((
+                        GatewayError::TokenNotAllowed("this key's policy is signature only"),
+                        Some(ak),
+                    ))
+                }
+            }
         }
 
         // 1. Parse auth fields: KG1 when any X-Kg-* auth header is present, else a legacy probe.
@@ -311,7 +440,6 @@ impl Gateway {
         });
         let key = snapshot.key(&access_key).ok_or_else(|| with_key(GatewayError::UnknownKey))?.clone();
         trace.app_id = Some(key.app_id.clone());
-        let now = unix_now();
         check_key(&key, now).map_err(with_key)?;
         let auth = match (auth, &key.scheme) {
             (Auth::Kg1(a), KeyScheme::Kg1) => Auth::Kg1(a),
@@ -405,22 +533,7 @@ impl Gateway {
             (None, Some(b)) => body::read_limited(b, route.max_body_bytes).await.map_err(with_key)?,
             (None, None) => return Err(with_key(GatewayError::BodyRead)),
         };
-        trace.bytes_in = buffered.len();
-        if let Some(c) = &route.capture {
-            let ct =
-                parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-            trace.request_body = Some((Bytes::copy_from_slice(&buffered.contiguous()), ct));
-            trace.headers = c
-                .headers
-                .iter()
-                .filter_map(|n| {
-                    parts
-                        .headers
-                        .get(n)
-                        .map(|v| (n.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
-                })
-                .collect();
-        }
+        capture_request(trace, &route, &parts, &buffered);
 
         // 5. Signature, compared in constant time by keygate-sign.
         let secret = key.secret.expose_secret();
@@ -535,25 +648,66 @@ impl Gateway {
             }
         };
 
+        // 5a. The key's token policy, now that its signature holds.
+        match key.auth_policy {
+            AuthPolicy::Signature if token_endpoint => {
+                return Err(with_key(GatewayError::TokenNotAllowed("this key's policy is signature only")))
+            }
+            AuthPolicy::Token | AuthPolicy::Both if !token_endpoint => match &grant {
+                None => return Err(with_key(GatewayError::TokenRequired)),
+                Some(g) if g.access_key.as_deref() != Some(key.access_key.as_str()) => {
+                    return Err(with_key(GatewayError::TokenKeyMismatch))
+                }
+                Some(_) => {}
+            },
+            _ => {}
+        }
+
+        // The nonce is remembered until the request's timestamp leaves the window everywhere.
+        let ttl = Duration::from_secs(u64::try_from(accepted_until - now).unwrap_or(0)) + NONCE_SLACK;
+        let nonce = NonceCheck { scope: key.access_key.clone(), nonce: nonce.to_string(), ttl };
+        let caller = Caller { app_id: key.app_id.clone(), access_key: key.access_key.clone(), user_id: None };
+        let admitted =
+            Admitted { route: &route, key: Some(&key), caller, nonce: Some(nonce), now, token_endpoint };
+        self.admit_and_forward(admitted, parts, buffered, body_hash, peer, request_id, trace).await
+    }
+
+    /// Steps 5b–10 for a caller proven by a signature or a token: access policy, nonce and
+    /// rate limits, idempotency, then the upstream (or the token exchange's answer).
+    #[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
+    async fn admit_and_forward(
+        &self,
+        a: Admitted<'_>,
+        parts: http::request::Parts,
+        buffered: BufferedBody,
+        body_hash: String,
+        peer: SocketAddr,
+        request_id: &str,
+        trace: &mut Trace,
+    ) -> Result<(Response<ResponseBody>, Option<Caller>), (GatewayError, Option<String>)> {
+        let Admitted { route, key, caller, nonce, now, token_endpoint } = a;
+        let ak = (!caller.access_key.is_empty()).then(|| caller.access_key.clone());
+        let with_key = |e: GatewayError| (e, ak.clone());
+        let raw_path = parts.uri.path();
         // 5b. Access policy, only now that the caller is proven: a stranger learns nothing
-        //     about which networks or endpoints a key is limited to.
-        if !key.access.ip_allowed(peer.ip()) {
-            return Err(with_key(GatewayError::IpNotAllowed));
-        }
-        if !key.access.endpoint_allowed(&parts.method, raw_path) {
-            return Err(with_key(GatewayError::EndpointNotAllowed));
-        }
-        // Last use: one relaxed atomic, written only when the second changes.
-        if key.last_used.load(std::sync::atomic::Ordering::Relaxed) != now {
-            key.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
+        //     about which networks or endpoints a key is limited to. (User tokens have no key.)
+        if let Some(key) = key {
+            if !key.access.ip_allowed(peer.ip()) {
+                return Err(with_key(GatewayError::IpNotAllowed));
+            }
+            if !key.access.endpoint_allowed(&parts.method, raw_path) {
+                return Err(with_key(GatewayError::EndpointNotAllowed));
+            }
+            // Last use: one relaxed atomic, written only when the second changes.
+            if key.last_used.load(std::sync::atomic::Ordering::Relaxed) != now {
+                key.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
+            }
         }
 
         // 6–8. Nonce and rate limits, decided together (one Redis round trip when shared).
-        //    The nonce is remembered until the request's timestamp leaves the window everywhere.
-        let ttl = Duration::from_secs(u64::try_from(accepted_until - now).unwrap_or(0)) + NONCE_SLACK;
         let mut buckets = Vec::with_capacity(2);
-        if let Some(limit) = key.rate_limit {
-            buckets.push(BucketCheck { name: format!("key:{}", key.access_key), limit, cost: 1 });
+        if let Some(limit) = key.and_then(|k| k.rate_limit) {
+            buckets.push(BucketCheck { name: format!("key:{}", caller.access_key), limit, cost: 1 });
         }
         if let Some(limit) = route.per_ip_rate_limit {
             buckets.push(BucketCheck {
@@ -562,15 +716,16 @@ impl Gateway {
                 cost: 1,
             });
         }
-        let admission = Admission {
-            nonce: Some(NonceCheck { scope: key.access_key.clone(), nonce: nonce.to_string(), ttl }),
-            buckets,
-        };
-        let outcome = match self.gate.admit(&admission).await {
-            Ok(o) => o,
-            Err(e) => {
-                log_state_error(&e);
-                return Err(with_key(GatewayError::StateUnavailable));
+        let admission = Admission { nonce, buckets };
+        let outcome = if admission.nonce.is_none() && admission.buckets.is_empty() {
+            AdmitOutcome::default()
+        } else {
+            match self.gate.admit(&admission).await {
+                Ok(o) => o,
+                Err(e) => {
+                    log_state_error(&e);
+                    return Err(with_key(GatewayError::StateUnavailable));
+                }
             }
         };
         if outcome.nonce == Some(NonceClaim::Replayed) {
@@ -581,15 +736,22 @@ impl Gateway {
             return Err(with_key(GatewayError::RateLimited(d)));
         }
 
+        // The token exchange answers here: signed, fresh and within its limits.
+        if token_endpoint {
+            let key = key.ok_or_else(|| with_key(GatewayError::TokenNotAllowed("no key")))?;
+            let mut resp = self.exchange(key, &buffered.contiguous(), now).await.map_err(with_key)?;
+            add_rate_headers(&mut resp, headline.as_ref());
+            return Ok((resp, Some(caller)));
+        }
+
         // 9. Idempotency key (writes): the first request runs, duplicates wait or replay.
-        let caller = Caller { app_id: key.app_id.clone(), access_key: key.access_key.clone() };
         let idem = match idempotency_key(&parts) {
             Err(e) => return Err(with_key(e)),
             Ok(None) => None,
             Ok(Some(idem_key)) => {
                 let fingerprint = request_fingerprint(&parts, &body_hash);
                 let in_flight = route.timeout + Duration::from_secs(5);
-                match self.idempotency.begin(&key.app_id, &idem_key, fingerprint, in_flight).await {
+                match self.idempotency.begin(&caller.app_id, &idem_key, fingerprint, in_flight).await {
                     Ok(IdemBegin::Proceed) => Some((idem_key, fingerprint)),
                     Ok(IdemBegin::InFlight) => return Err(with_key(GatewayError::IdempotencyInFlight)),
                     Ok(IdemBegin::KeyReused) => return Err(with_key(GatewayError::IdempotencyKeyReused)),
@@ -608,7 +770,7 @@ impl Gateway {
 
         // 10. Forward the verified request.
         let forwarded =
-            self.forward(&route, parts, buffered.boxed(), peer, request_id, Some(&caller), trace).await;
+            self.forward(route, parts, buffered.boxed(), peer, request_id, Some(&caller), trace).await;
         let mut resp = match (forwarded, idem) {
             (Ok(resp), None) => resp,
             (Ok(resp), Some((idem_key, fp))) => self.remember(&caller.app_id, &idem_key, fp, resp).await,
@@ -623,6 +785,64 @@ impl Gateway {
         };
         add_rate_headers(&mut resp, headline.as_ref());
         Ok((resp, Some(caller)))
+    }
+
+    /// Issues an API token for a key whose signed exchange passed every check. The token never
+    /// outlives the key (its `valid_to`, or the end of a rotation overlap).
+    async fn exchange(
+        &self,
+        key: &KeyEntry,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let t = self.tokens.as_ref().ok_or(GatewayError::RouteNotFound)?;
+        let requested = if body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|_| GatewayError::InvalidTokenRequest("body must be empty or a JSON object"))?;
+            let obj = v.as_object().ok_or(GatewayError::InvalidTokenRequest("body must be a JSON object"))?;
+            if obj.keys().any(|k| k != "ttl_secs") {
+                return Err(GatewayError::InvalidTokenRequest("the only field is ttl_secs"));
+            }
+            match obj.get("ttl_secs") {
+                None => None,
+                Some(v) => Some(v.as_u64().filter(|n| *n > 0 && *n <= t.settings.max_ttl.as_secs()).ok_or(
+                    GatewayError::InvalidTokenRequest("ttl_secs must be between 1 and the maximum"),
+                )?),
+            }
+        };
+        let mut ttl = requested.unwrap_or(t.settings.default_ttl.as_secs()).max(1);
+        for end in [key.valid_to, key.overlap_until].into_iter().flatten() {
+            ttl = ttl.min(u64::try_from(end - now).unwrap_or(0));
+        }
+        if ttl == 0 {
+            return Err(GatewayError::KeyExpired);
+        }
+        let (token, hash) = keygate_state::new_token().map_err(|_| GatewayError::StateUnavailable)?;
+        let grant = TokenGrant {
+            app_id: key.app_id.clone(),
+            access_key: Some(key.access_key.clone()),
+            user_id: None,
+            expires_at: now + ttl as i64,
+        };
+        if let Err(e) = t.settings.store.issue(&hash, &grant, Duration::from_secs(ttl)).await {
+            log_state_error(&e);
+            return Err(GatewayError::StateUnavailable);
+        }
+        let body = serde_json::json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "expires_at": grant.expires_at,
+            "app_id": key.app_id,
+            "access_key": key.access_key,
+        });
+        let mut resp = Response::new(body::full(Bytes::from(body.to_string())));
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(resp)
     }
 
     /// Stores a response for its idempotency key (if it is small enough and not a 5xx) and
@@ -704,8 +924,11 @@ impl Gateway {
         }
         headers.remove(X_REQUEST_ID);
         // A SigV4 caller's credentials stay here, like the X-Kg-* ones.
-        if headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256 "))
-        {
+        if headers.get(header::AUTHORIZATION).is_some_and(|v| {
+            v.as_bytes().starts_with(b"AWS4-HMAC-SHA256 ")
+                || v.as_bytes().starts_with(b"Bearer kgt_")
+                || v.as_bytes().starts_with(b"bearer kgt_")
+        }) {
             headers.remove(header::AUTHORIZATION);
         }
         if !route.preserve_host || route.upstream_http2 {
@@ -715,8 +938,13 @@ impl Gateway {
             if let Ok(v) = HeaderValue::from_str(&c.app_id) {
                 headers.insert(X_KG_APP_ID, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&c.access_key) {
-                headers.insert(X_KG_KEY_ID, v);
+            if !c.access_key.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&c.access_key) {
+                    headers.insert(X_KG_KEY_ID, v);
+                }
+            }
+            if let Some(Ok(v)) = c.user_id.as_deref().map(HeaderValue::from_str) {
+                headers.insert(X_KG_USER_ID, v);
             }
         }
         if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -775,6 +1003,46 @@ fn probe_legacy(
 fn presigned(raw_query: &str) -> Result<Option<keygate_sign::sigv4::Presigned>, GatewayError> {
     let pairs = keygate_sign::sigv4::parse_query(raw_query)?;
     Ok(keygate_sign::sigv4::parse_presigned(&pairs)?)
+}
+
+/// A caller proven by a signature or a token, on its way through the shared steps.
+struct Admitted<'a> {
+    route: &'a Arc<Route>,
+    /// `None` for a user token.
+    key: Option<&'a KeyEntry>,
+    caller: Caller,
+    nonce: Option<NonceCheck>,
+    now: i64,
+    token_endpoint: bool,
+}
+
+/// The API token of a request: `X-Kg-Token`, or `Authorization: Bearer kgt_…`.
+fn api_token(headers: &http::HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(X_KG_TOKEN) {
+        return v.to_str().ok().map(str::trim);
+    }
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.starts_with(keygate_state::TOKEN_PREFIX)).then_some(token)
+}
+
+/// With the route's capture on, hands the request body and listed headers to the audit record.
+fn capture_request(trace: &mut Trace, route: &Route, parts: &http::request::Parts, buffered: &BufferedBody) {
+    trace.bytes_in = buffered.len();
+    let Some(c) = &route.capture else { return };
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    trace.request_body = Some((Bytes::copy_from_slice(&buffered.contiguous()), ct));
+    trace.headers = c
+        .headers
+        .iter()
+        .filter_map(|n| {
+            parts
+                .headers
+                .get(n)
+                .map(|v| (n.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
+        })
+        .collect();
 }
 
 fn check_key(key: &KeyEntry, now: i64) -> Result<(), GatewayError> {

@@ -180,6 +180,7 @@ mod tests {
             preserve_host: false,
             per_ip_rate_limit: None,
             capture: None,
+            user_tokens: false,
         }
     }
 

@@ -44,6 +44,30 @@ impl KeyScheme {
     }
 }
 
+/// How a key's requests authenticate (the key's `auth_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthPolicy {
+    /// Every request is signed; the key cannot obtain API tokens.
+    #[default]
+    Signature,
+    /// A signed exchange (`POST /auth/token`) issues a short-lived token; later requests carry
+    /// only the token. Signed requests without a token are refused (`token_required`).
+    Token,
+    /// Every request carries a token issued to this key *and* a valid signature.
+    Both,
+}
+
+impl AuthPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "signature" => Some(Self::Signature),
+            "token" => Some(Self::Token),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+}
+
 /// One access key as the verifier needs it.
 pub struct KeyEntry {
     pub access_key: String,
@@ -61,6 +85,8 @@ pub struct KeyEntry {
     pub access: AccessPolicy,
     /// Set while the key is being rotated: it stops verifying at this Unix second.
     pub overlap_until: Option<i64>,
+    /// Signature, token, or both.
+    pub auth_policy: AuthPolicy,
     pub secret: SecretBox<[u8]>,
     /// Unix second of the last request this key signed successfully (0: none since this
     /// process loaded it). Written with one relaxed atomic per request; the binary flushes it to
@@ -109,6 +135,9 @@ pub struct Route {
     pub per_ip_rate_limit: Option<BucketLimit>,
     /// Opt-in: hand request/response bodies and listed headers to the observer (audit).
     pub capture: Option<Arc<Capture>>,
+    /// Accept user tokens (bound to an app and a user id, issued through the admin API) on
+    /// this route. Off by default: a user token carries no key, so no key policy applies.
+    pub user_tokens: bool,
 }
 
 /// What a route lets the audit log see besides the request line.
@@ -146,6 +175,8 @@ pub struct Snapshot {
     /// One legacy config per distinct (access key field, location): how to find the access key
     /// of a request that carries no KG1 headers.
     legacy_probes: Arc<Vec<LegacyConfig>>,
+    /// App id → enabled, for user tokens (which name an app, not a key).
+    apps: Arc<HashMap<String, bool>>,
     /// Store change counter this snapshot reflects.
     pub version: i64,
 }
@@ -169,8 +200,20 @@ impl Snapshot {
             keys: Arc::new(keys.into_iter().map(|k| (k.access_key.clone(), Arc::new(k))).collect()),
             routes: routes.into_iter().map(Arc::new).collect(),
             legacy_probes: Arc::new(legacy_probes),
+            apps: Arc::default(),
             version,
         }
+    }
+
+    /// The same snapshot knowing which apps exist and are enabled (for user tokens).
+    pub fn with_apps(mut self, apps: HashMap<String, bool>) -> Self {
+        self.apps = Arc::new(apps);
+        self
+    }
+
+    /// True when the app exists and is enabled.
+    pub fn app_enabled(&self, app_id: &str) -> bool {
+        self.apps.get(app_id).copied().unwrap_or(false)
     }
 
     /// The same keys (shared, not copied) with other routes: the outbound listener verifies
@@ -181,6 +224,7 @@ impl Snapshot {
             keys: self.keys.clone(),
             routes: routes.into_iter().map(Arc::new).collect(),
             legacy_probes: self.legacy_probes.clone(),
+            apps: self.apps.clone(),
             version: self.version,
         }
     }
@@ -232,6 +276,7 @@ mod tests {
             preserve_host: false,
             per_ip_rate_limit: None,
             capture: None,
+            user_tokens: false,
         }
     }
 

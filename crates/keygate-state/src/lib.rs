@@ -11,6 +11,7 @@
 //! | replay protection | [`NonceStore`] | [`MemoryNonceStore`] | [`RedisState`] (`SET NX PX`) |
 //! | token buckets | [`RateLimiter`] | [`MemoryRateLimiter`] | [`RedisState`] (Lua, Redis `TIME`) |
 //! | idempotency keys | [`IdempotencyStore`] | [`MemoryIdempotencyStore`] | [`RedisState`] (Lua) |
+//! | API tokens (hashed) | [`TokenStore`] | [`MemoryTokenStore`] | [`RedisState`] (`SET PX` + app index) |
 //! | nonce + buckets in one round trip | [`RequestGate`] | [`MemoryGate`] | [`RedisState`] (one Lua call) |
 //!
 //! [`ResilientGate`] wraps a [`RedisState`] and a [`MemoryGate`] and applies a [`FailurePolicy`]
@@ -47,6 +48,7 @@ mod rate;
 mod redis_state;
 mod resilient;
 mod scripts;
+mod tokens;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +60,7 @@ pub use nonce::{NonceClaim, NonceStore};
 pub use rate::{BucketLimit, MemoryRateLimiter, RateDecision, RateLimiter};
 pub use redis_state::RedisState;
 pub use resilient::{FailurePolicy, IdempotencyFailure, NonceFailure, RateFailure, ResilientGate};
+pub use tokens::{new_token, token_hash, MemoryTokenStore, TokenGrant, TokenStore, TOKEN_PREFIX};
 
 /// The future every state operation returns: boxed so the traits stay object safe
 /// (`Arc<dyn RateLimiter>`), `Send` so it can run on a multi-threaded runtime.

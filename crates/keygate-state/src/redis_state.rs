@@ -197,7 +197,7 @@ impl RedisState {
 
     /// Runs `fut` under the per-call deadline and maps its failure; counts missed deadlines
     /// and replaces the connection when they keep happening.
-    async fn deadline<T, F>(&self, fut: F) -> Result<T, StateError>
+    pub(crate) async fn deadline<T, F>(&self, fut: F) -> Result<T, StateError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -235,7 +235,7 @@ impl RedisState {
         }
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> ConnectionManager {
         self.inner.manager.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -136,7 +136,22 @@ pub struct KeyRecord {
     /// Unix seconds; once past, a key with a successor stops verifying.
     #[serde(default)]
     pub overlap_until: Option<i64>,
+    /// How requests of this key authenticate: `signature` (every request signed; no API
+    /// tokens), `token` (a signed `POST /auth/token` exchange issues a short-lived token that
+    /// alone authenticates later requests) or `both` (every request carries a token issued to
+    /// this key and a valid signature: a stolen token without the secret is useless).
+    #[serde(default = "default_auth_policy")]
+    pub auth_policy: String,
 }
+
+fn default_auth_policy() -> String {
+    AUTH_POLICY_SIGNATURE.to_string()
+}
+
+/// [`KeyRecord::auth_policy`] values.
+pub const AUTH_POLICY_SIGNATURE: &str = "signature";
+pub const AUTH_POLICY_TOKEN: &str = "token";
+pub const AUTH_POLICY_BOTH: &str = "both";
 
 impl Default for KeyRecord {
     fn default() -> Self {
@@ -158,6 +173,7 @@ impl Default for KeyRecord {
             last_used_at: None,
             successor: None,
             overlap_until: None,
+            auth_policy: default_auth_policy(),
         }
     }
 }

@@ -228,7 +228,7 @@ impl Tx for MySqlTx {
             "INSERT INTO `keys` (",
             key_columns!(),
             ", master_key_version, secret_ciphertext, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ));
         bind_key_columns!(q, k, c)
             .bind(i64::from(version))
@@ -253,7 +253,7 @@ impl Tx for MySqlTx {
             "UPDATE `keys` SET app_id = ?, scheme = ?, scheme_settings = ?, enabled = ?, valid_from = ?, \
              valid_to = ?, timestamp_window_secs = ?, description = ?, scopes = ?, allowed_endpoints = ?, \
              allowed_cidrs = ?, rate_per_sec = ?, rate_burst = ?, created_by = ?, successor = ?, \
-             overlap_until = ?, updated_at = ? WHERE access_key = ?",
+             overlap_until = ?, auth_policy = ?, updated_at = ? WHERE access_key = ?",
         );
         bind_key_update!(q, k, c)
             .bind(now)

@@ -217,7 +217,7 @@ impl Tx for PgTx {
             "INSERT INTO keys (",
             key_columns!(),
             ", master_key_version, secret_ciphertext, created_at, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
         ));
         bind_key_columns!(q, k, c)
             .bind(i64::from(version))
@@ -242,7 +242,7 @@ impl Tx for PgTx {
             "UPDATE keys SET app_id = $1, scheme = $2, scheme_settings = $3, enabled = $4, valid_from = $5, \
              valid_to = $6, timestamp_window_secs = $7, description = $8, scopes = $9, allowed_endpoints = $10, \
              allowed_cidrs = $11, rate_per_sec = $12, rate_burst = $13, created_by = $14, successor = $15, \
-             overlap_until = $16, updated_at = $17 WHERE access_key = $18",
+             overlap_until = $16, auth_policy = $17, updated_at = $18 WHERE access_key = $19",
         );
         bind_key_update!(q, k, c)
             .bind(now)

@@ -92,7 +92,7 @@ macro_rules! key_columns {
     () => {
         "access_key, app_id, scheme, scheme_settings, enabled, valid_from, valid_to, \
          timestamp_window_secs, description, scopes, allowed_endpoints, allowed_cidrs, rate_per_sec, \
-         rate_burst, created_by, last_used_at, successor, overlap_until"
+         rate_burst, created_by, last_used_at, successor, overlap_until, auth_policy"
     };
 }
 pub(crate) use key_columns;
@@ -118,6 +118,7 @@ macro_rules! bind_key_columns {
             .bind($k.last_used_at)
             .bind(&$k.successor)
             .bind($k.overlap_until)
+            .bind(&$k.auth_policy)
     };
 }
 pub(crate) use bind_key_columns;
@@ -142,6 +143,7 @@ macro_rules! bind_key_update {
             .bind(&$k.created_by)
             .bind(&$k.successor)
             .bind($k.overlap_until)
+            .bind(&$k.auth_policy)
     };
 }
 pub(crate) use bind_key_update;
@@ -167,6 +169,7 @@ pub(crate) struct KeyRow {
     last_used_at: Option<i64>,
     successor: Option<Text>,
     overlap_until: Option<i64>,
+    auth_policy: Text,
 }
 
 impl TryFrom<KeyRow> for KeyRecord {
@@ -205,6 +208,7 @@ impl TryFrom<KeyRow> for KeyRecord {
             last_used_at: r.last_used_at,
             successor: r.successor.map(|s| s.0),
             overlap_until: r.overlap_until,
+            auth_policy: r.auth_policy.0,
             access_key: ak,
         })
     }

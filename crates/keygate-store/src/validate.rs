@@ -128,6 +128,11 @@ pub(crate) fn key(prefix: &str, k: &KeyRecord) -> Result<(), StoreError> {
             format!("must be between 1 and {MAX_TIMESTAMP_WINDOW_SECS}"),
         ));
     }
+    if ![crate::AUTH_POLICY_SIGNATURE, crate::AUTH_POLICY_TOKEN, crate::AUTH_POLICY_BOTH]
+        .contains(&k.auth_policy.as_str())
+    {
+        return Err(invalid(f("auth_policy"), "must be \"signature\", \"token\" or \"both\"".to_string()));
+    }
     text(&f("description"), &k.description, MAX_DESCRIPTION_LEN)?;
     line(&f("created_by"), &k.created_by, MAX_CREATED_BY_LEN, true)?;
 

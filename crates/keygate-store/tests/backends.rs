@@ -89,6 +89,7 @@ fn key(access_key: &str, app_id: &str) -> KeyRecord {
         allowed_cidrs: vec!["10.0.0.0/8".into(), "2001:db8::/32".into(), "192.168.1.7".into()],
         rate_limit: Some(RateLimit { rate_per_sec: 12.5, burst: 40 }),
         created_by: "alice".into(),
+        auth_policy: "both".into(),
         ..Default::default()
     }
 }
@@ -296,6 +297,7 @@ async fn validation_errors_name_the_field_and_write_nothing(db: TestDb) {
             "key.rate_limit.rate_per_sec",
         ),
         (with(&|k| k.rate_limit = Some(RateLimit { rate_per_sec: 1.0, burst: 0 })), "key.rate_limit.burst"),
+        (with(&|k| k.auth_policy = "tokens".into()), "key.auth_policy"),
     ];
     for (k, field) in &cases {
         assert_invalid(store.create_key(k, &s).await, field);

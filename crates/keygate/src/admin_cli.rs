@@ -84,6 +84,9 @@ pub struct KeyPolicy {
     rate: Option<f64>,
     #[arg(long, requires = "rate")]
     burst: Option<u32>,
+    /// How requests authenticate: signature, token (exchange at /auth/token) or both.
+    #[arg(long, default_value = "signature", value_parser = ["signature", "token", "both"])]
+    auth_policy: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +309,7 @@ const KEY_COLUMNS: &[&str] = &[
     "enabled",
     "allowed_cidrs",
     "allowed_endpoints",
+    "auth_policy",
     "successor",
     "last_used_at",
 ];
@@ -317,6 +321,7 @@ fn policy_body(p: &KeyPolicy) -> Value {
         "allowed_cidrs": p.cidrs,
         "allowed_endpoints": p.endpoints,
         "scopes": p.scopes,
+        "auth_policy": p.auth_policy,
     });
     if let Some(a) = &p.access_key {
         b["access_key"] = a.clone().into();

@@ -28,6 +28,68 @@ pub struct Config {
     pub alerts: keygate_alerts::AlertsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// API token exchange (docs/tokens.md); off by default.
+    #[serde(default)]
+    pub tokens: TokensConfig,
+}
+
+/// `[tokens]`: `POST <path>` signed with AK/SK issues a short-lived API token for keys whose
+/// `auth_policy` is `token` or `both`. Tokens live in Redis when `[state] redis` is set (every
+/// replica sees an issue or a revocation at once), else in this process's memory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_token_path")]
+    pub path: String,
+    #[serde(default = "default_token_ttl")]
+    pub default_ttl_secs: u64,
+    #[serde(default = "default_token_max_ttl")]
+    pub max_ttl_secs: u64,
+    /// Most live tokens the in-memory store holds (without Redis).
+    #[serde(default = "default_token_capacity")]
+    pub memory_capacity: usize,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: default_token_path(),
+            default_ttl_secs: default_token_ttl(),
+            max_ttl_secs: default_token_max_ttl(),
+            memory_capacity: default_token_capacity(),
+        }
+    }
+}
+
+impl TokensConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !self.path.starts_with('/') || self.path.contains(['?', '#', '*']) {
+            bail!("[tokens] path must be an absolute path without query, fragment or wildcard");
+        }
+        if self.default_ttl_secs == 0 || self.max_ttl_secs == 0 || self.default_ttl_secs > self.max_ttl_secs {
+            bail!("[tokens] need 0 < default_ttl_secs <= max_ttl_secs");
+        }
+        if self.max_ttl_secs > 7 * 86_400 {
+            bail!("[tokens] max_ttl_secs is at most 604800 (7 days): tokens are meant to be short-lived");
+        }
+        Ok(())
+    }
+}
+
+fn default_token_path() -> String {
+    "/auth/token".into()
+}
+fn default_token_ttl() -> u64 {
+    900
+}
+fn default_token_max_ttl() -> u64 {
+    3600
+}
+fn default_token_capacity() -> usize {
+    100_000
 }
 
 /// `[audit]`: one record per request, on by default.
@@ -268,6 +330,9 @@ pub struct RouteConfig {
     pub per_ip_rate_limit: Option<RateLimitConfig>,
     /// Opt-in: record bodies (masked, capped) and listed headers in the audit log.
     pub audit_capture: Option<CaptureConfig>,
+    /// Accept user tokens (app + user id, issued through the admin API) on this route.
+    #[serde(default)]
+    pub user_tokens: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -342,6 +407,13 @@ pub struct KeyConfig {
     /// Client networks (CIDR, IPv4 or IPv6); empty allows every address.
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
+    /// `signature` (default), `token` or `both` (see docs/tokens.md).
+    #[serde(default = "default_auth_policy")]
+    pub auth_policy: String,
+}
+
+fn default_auth_policy() -> String {
+    "signature".into()
 }
 
 impl std::fmt::Debug for KeyConfig {
@@ -601,6 +673,7 @@ impl RouteConfig {
             upstream_http2: self.upstream_http2,
             preserve_host: self.preserve_host,
             per_ip_rate_limit: self.per_ip_rate_limit.map(|r| r.bucket()),
+            user_tokens: self.user_tokens,
             capture: match &self.audit_capture {
                 None => None,
                 Some(c) => {

@@ -84,6 +84,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
         preserve_host: false,
         per_ip_rate_limit: None,
         audit_capture: None,
+        user_tokens: false,
     });
     cfg.apps.push(AppConfig {
         id: "demo".into(),
@@ -108,6 +109,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
             scopes: Vec::new(),
             allowed_endpoints: Vec::new(),
             allowed_cidrs: Vec::new(),
+            auth_policy: "signature".into(),
         }],
     });
     Ok(cfg)

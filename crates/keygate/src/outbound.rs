@@ -26,6 +26,7 @@ pub fn route() -> Route {
         preserve_host: false,
         per_ip_rate_limit: None,
         capture: None,
+        user_tokens: false,
     }
 }
 

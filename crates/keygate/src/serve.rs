@@ -95,6 +95,7 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
                 scopes: k.scopes.clone(),
                 allowed_endpoints: k.allowed_endpoints.clone(),
                 allowed_cidrs: k.allowed_cidrs.clone(),
+                auth_policy: k.auth_policy.clone(),
                 ..KeyRecord::default()
             };
             if store.upsert_key(&rec, &secret).await? != keygate_store::Upsert::Unchanged {
@@ -125,6 +126,7 @@ pub async fn load_snapshot(
         app_list.into_iter().map(|a| (a.id, a.enabled)).collect();
     let mut keys = Vec::new();
     let mut cache_error = None;
+    let app_states = apps.clone();
     store
         .load_keys_with(|k| {
             if let Some(w) = writer.as_mut() {
@@ -147,7 +149,7 @@ pub async fn load_snapshot(
             tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
         }
     }
-    Ok(Snapshot::new(keys, routes.to_vec(), version))
+    Ok(Snapshot::new(keys, routes.to_vec(), version).with_apps(app_states))
 }
 
 fn carry_last_use(entry: &KeyEntry, previous: Option<&Snapshot>) {
@@ -162,7 +164,7 @@ pub fn build_snapshot(data: SnapshotData, routes: &[Route]) -> Snapshot {
     let apps: std::collections::HashMap<String, bool> =
         data.apps.into_iter().map(|a| (a.id, a.enabled)).collect();
     let keys = data.keys.into_iter().filter_map(|k| key_entry(k, &apps)).collect();
-    Snapshot::new(keys, routes.to_vec(), data.version)
+    Snapshot::new(keys, routes.to_vec(), data.version).with_apps(apps)
 }
 
 /// Writes keys' last-use times to the store every `every`, in one batch per flush, only for
@@ -261,8 +263,13 @@ fn key_entry(
             }
         }
     }
+    let Some(auth_policy) = keygate_inbound::AuthPolicy::parse(&r.auth_policy) else {
+        tracing::error!(access_key = %r.access_key, "unknown auth_policy in store; key not loaded");
+        return None;
+    };
     let app_enabled = apps.get(&r.app_id).copied().unwrap_or(false);
     Some(KeyEntry {
+        auth_policy,
         access_key: r.access_key,
         app_id: r.app_id,
         scheme,
@@ -422,9 +429,19 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         }
         None => None,
     };
+    let token_store = build_token_store(cfg)?;
     let mut gateway = Gateway::new(snapshot, state, upstream).with_tls(cfg.server.tls_cert.is_some());
     if let Some(o) = observer {
         gateway = gateway.with_observer(o);
+    }
+    if let Some(store) = &token_store {
+        gateway = gateway.with_tokens(keygate_inbound::TokenSettings {
+            store: store.clone(),
+            path: cfg.tokens.path.clone(),
+            default_ttl: Duration::from_secs(cfg.tokens.default_ttl_secs),
+            max_ttl: Duration::from_secs(cfg.tokens.max_ttl_secs),
+        });
+        tracing::info!(path = %cfg.tokens.path, shared = cfg.state.redis.is_some(), "API token exchange on");
     }
     let gateway = Arc::new(gateway);
     let (outbound, outbound_server) = match outbound {
@@ -496,6 +513,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 validate_key: Arc::new(validate_key),
                 validate_provider: Some(Arc::new(crate::outbound::validate_provider)),
                 script_tester: outbound.as_ref().map(|(_, out)| crate::outbound::tester(out.clone())),
+                tokens: token_store.clone().map(|store| keygate_admin::TokenIssuer {
+                    store,
+                    max_ttl: Duration::from_secs(cfg.tokens.max_ttl_secs),
+                    default_ttl: Duration::from_secs(cfg.tokens.default_ttl_secs),
+                }),
                 on_change: Arc::new(move || {
                     local_nudge.notify_one();
                     if let Some(p) = &publisher {
@@ -659,6 +681,27 @@ fn build_state(cfg: &crate::config::StateConfig) -> Result<BuiltState> {
             ))
         }
     }
+}
+
+/// Where API tokens live: Redis when the state is shared (an issue or a revocation is seen by
+/// every replica at once; no local fallback — a token check fails closed when Redis is down),
+/// else this process's memory.
+fn build_token_store(cfg: &Config) -> Result<Option<Arc<dyn keygate_state::TokenStore>>> {
+    if !cfg.tokens.enabled {
+        return Ok(None);
+    }
+    cfg.tokens.validate()?;
+    Ok(Some(match &cfg.state.redis {
+        Some(url) => Arc::new(
+            RedisState::connect_lazy(
+                url,
+                cfg.state.key_prefix.clone(),
+                Duration::from_millis(cfg.state.timeout_ms),
+            )
+            .map_err(|e| anyhow::anyhow!("[state] redis {}: {e}", keygate_store::redact_url(url)))?,
+        ),
+        None => Arc::new(keygate_state::MemoryTokenStore::new(cfg.tokens.memory_capacity)),
+    }))
 }
 
 /// Deletes audit records older than `days`, a minute after start and then daily, in batches of

@@ -9,3 +9,4 @@ mod idempotency;
 mod measure;
 mod nonce;
 mod rate;
+mod tokens;
