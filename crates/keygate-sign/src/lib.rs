@@ -9,6 +9,8 @@
 //! - [`query`], [`path`], [`digest`]: canonical query, raw path rules, body hash.
 //! - Provider algorithms for the outbound gateway: [`sigv4`] (AWS), [`alipay`] (RSA2),
 //!   [`wechatpay`] (API v3), on RSA keys from [`rsa`].
+//! - [`fields`]: encrypted JSON fields (`kge1` envelopes: RSA-OAEP-SHA256 or hybrid
+//!   RSA-OAEP + AES-256-GCM), specified in `docs/encrypted-fields.md`.
 //!
 //! The wire format is specified in `docs/signing.md`; the vectors in `docs/vectors/` are
 //! checked by this crate's tests and by an independent Python signer (`tests/interop/`).
@@ -18,6 +20,7 @@
 pub mod alipay;
 pub mod digest;
 mod error;
+pub mod fields;
 pub mod kg1;
 pub mod legacy;
 pub mod path;
