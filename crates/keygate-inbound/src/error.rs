@@ -57,6 +57,13 @@ pub enum GatewayError {
     UpstreamUnavailable,
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
+    #[error("this route requires a client certificate")]
+    ClientCertRequired,
+    /// The message names the certificate so an operator can map it (neither is a secret).
+    #[error("client certificate is not mapped to an app (spki_sha256 {spki_sha256}, subject \"{subject}\")")]
+    ClientCertUnknown { spki_sha256: String, subject: String },
+    #[error("the client certificate and the signing key belong to different apps")]
+    ClientCertMismatch,
     #[error("API token is unknown, expired or revoked")]
     TokenInvalid,
     #[error("this key requires an API token (Authorization: Bearer or X-Kg-Token)")]
@@ -101,6 +108,9 @@ impl GatewayError {
             Self::RouteNotFound => "route_not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::ClientCertRequired => "client_cert_required",
+            Self::ClientCertUnknown { .. } => "client_cert_unknown",
+            Self::ClientCertMismatch => "client_cert_mismatch",
             Self::TokenInvalid => "token_invalid",
             Self::TokenRequired => "token_required",
             Self::TokenNotAllowed(_) => "token_not_allowed",
@@ -130,6 +140,9 @@ impl GatewayError {
             | Self::SchemeMismatch(_)
             | Self::TimestampOutOfWindow { .. }
             | Self::NonceReplayed
+            | Self::ClientCertRequired
+            | Self::ClientCertUnknown { .. }
+            | Self::ClientCertMismatch
             | Self::TokenInvalid
             | Self::TokenRequired
             | Self::TokenKeyMismatch => StatusCode::UNAUTHORIZED,

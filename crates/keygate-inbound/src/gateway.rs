@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 
 use crate::body::{self, BoxError, BufferedBody, ResponseBody};
 use crate::error::GatewayError;
+use crate::mtls::{ClientCert, MtlsMode};
 use crate::observe::{NoopObserver, Observer, RequestOutcome, Trace};
 use crate::proxy::{self, UpstreamClients};
 use crate::snapshot::{AuthPolicy, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
@@ -159,6 +160,7 @@ impl Gateway {
             per_ip_rate_limit: None,
             capture: None,
             user_tokens: false,
+            mtls: crate::mtls::MtlsMode::Off,
         };
         self.tokens = Some(Tokens { settings, route: Arc::new(route) });
         self
@@ -302,10 +304,55 @@ impl Gateway {
             return Ok((resp, None));
         }
 
+        // 0a. Client certificate (verified by rustls during the handshake), as the route demands.
+        let now = unix_now();
+        let mut cert_key: Option<Arc<KeyEntry>> = None;
+        if route.mtls != MtlsMode::Off {
+            let cert = parts.extensions.get::<Arc<ClientCert>>().cloned();
+            let mapped = cert.as_ref().and_then(|c| snapshot.mtls_key(c)).cloned();
+            match (route.mtls, &cert, mapped) {
+                (MtlsMode::Required | MtlsMode::WithSignature, None, _) => {
+                    return Err(fail(GatewayError::ClientCertRequired))
+                }
+                (MtlsMode::Required | MtlsMode::WithSignature, Some(c), None) => {
+                    return Err(fail(GatewayError::ClientCertUnknown {
+                        spki_sha256: c.spki_hex(),
+                        subject: c.subject.clone(),
+                    }))
+                }
+                (MtlsMode::Optional | MtlsMode::Off, _, None) => {}
+                (mode, _, Some(key)) => {
+                    let ak = key.access_key.clone();
+                    trace.app_id = Some(key.app_id.clone());
+                    check_key(&key, now).map_err(|e| (e, Some(ak.clone())))?;
+                    if mode == MtlsMode::WithSignature {
+                        cert_key = Some(key);
+                    } else {
+                        trace.scheme = Some("mtls");
+                        let (buffered, body_hash) = body::read_limited(body, route.max_body_bytes)
+                            .await
+                            .map_err(|e| (e, Some(ak.clone())))?;
+                        capture_request(trace, &route, &parts, &buffered);
+                        let caller = Caller { app_id: key.app_id.clone(), access_key: ak, user_id: None };
+                        let admitted = Admitted {
+                            route: &route,
+                            key: Some(&key),
+                            caller,
+                            nonce: None,
+                            now,
+                            token_endpoint,
+                        };
+                        return self
+                            .admit_and_forward(admitted, parts, buffered, body_hash, peer, request_id, trace)
+                            .await;
+                    }
+                }
+            }
+        }
+
         // 0. An API token, if the request carries one, is looked up first (a read, nothing is
         //    written): a token-only request needs no signature; otherwise its key's policy says
         //    what else the request must carry.
-        let now = unix_now();
         let mut grant: Option<TokenGrant> = None;
         if let (Some(t), Some(tok)) = (&self.tokens, api_token(&parts.headers)) {
             let g = match t.settings.store.lookup(&keygate_state::token_hash(tok)).await {
@@ -322,7 +369,7 @@ impl Gateway {
                 if token_endpoint {
                     return Err(fail(GatewayError::TokenNotAllowed("a user token cannot be exchanged")));
                 }
-                if !route.user_tokens {
+                if !route.user_tokens || cert_key.is_some() {
                     return Err(fail(GatewayError::TokenNotAllowed(
                         "this route does not accept user tokens",
                     )));
@@ -353,7 +400,8 @@ impl Gateway {
                     .is_some_and(|v| v.as_bytes().starts_with(b"AWS4-"))
                 || raw_query.is_some_and(|q| q.contains("X-Amz-Signature="));
             match key.auth_policy {
-                AuthPolicy::Token if !token_endpoint && !signed => {
+                // On an mTLS + signature route a token never stands in for the signature.
+                AuthPolicy::Token if !token_endpoint && !signed && cert_key.is_none() => {
                     trace.scheme = Some("api-token");
                     check_key(&key, now).map_err(|e| (e, Some(ak.clone())))?;
                     let (buffered, body_hash) = body::read_limited(body, route.max_body_bytes)
@@ -441,7 +489,14 @@ impl Gateway {
         let key = snapshot.key(&access_key).ok_or_else(|| with_key(GatewayError::UnknownKey))?.clone();
         trace.app_id = Some(key.app_id.clone());
         check_key(&key, now).map_err(with_key)?;
+        if let Some(ck) = &cert_key {
+            // mTLS + signature: the certificate and the signing key must belong to one app.
+            if ck.app_id != key.app_id {
+                return Err(with_key(GatewayError::ClientCertMismatch));
+            }
+        }
         let auth = match (auth, &key.scheme) {
+            (_, KeyScheme::Mtls { .. }) => return Err(with_key(GatewayError::SchemeMismatch("mtls"))),
             (Auth::Kg1(a), KeyScheme::Kg1) => Auth::Kg1(a),
             (Auth::SigV4(a), KeyScheme::SigV4 { .. }) => Auth::SigV4(a),
             (Auth::SigV4Presigned(p), KeyScheme::SigV4 { .. }) => Auth::SigV4Presigned(p),

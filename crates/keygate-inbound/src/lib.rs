@@ -7,6 +7,7 @@ pub mod access;
 pub mod body;
 pub mod error;
 pub mod gateway;
+pub mod mtls;
 pub mod observe;
 pub mod proxy;
 pub mod server;
@@ -17,7 +18,8 @@ pub use error::GatewayError;
 pub use gateway::{Caller, Dispatch, Dispatched, Gateway, IdempotencySettings, StateHandles, TokenSettings};
 pub use observe::{NoopObserver, Observer, RequestOutcome};
 pub use proxy::{UpstreamClients, UpstreamOptions};
-pub use server::{InboundServer, ServerError, TlsFiles};
+pub use mtls::{ClientCert, MtlsMode};
+pub use server::{InboundServer, ServerError, TlsFiles, TlsReloader};
 pub use snapshot::{AuthPolicy, Capture, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
 
 /// Header naming the verified app, added for the upstream.

@@ -181,6 +181,7 @@ mod tests {
             per_ip_rate_limit: None,
             capture: None,
             user_tokens: false,
+            mtls: crate::mtls::MtlsMode::Off,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use keygate_sign::legacy::{FieldLocation, LegacyConfig};
 
 use crate::access::AccessPolicy;
+use crate::mtls::{ClientCert, MtlsMode};
 use keygate_state::BucketLimit;
 use secrecy::SecretBox;
 
@@ -30,6 +31,12 @@ pub enum KeyScheme {
         ed25519: bool,
         required_components: Vec<String>,
     },
+    /// A client certificate identity (mutual TLS): the certificate's SPKI fingerprint and/or its
+    /// subject DN. Such a key signs nothing; its secret is unused.
+    Mtls {
+        spki_sha256: Option<[u8; 32]>,
+        subject: Option<String>,
+    },
 }
 
 impl KeyScheme {
@@ -40,6 +47,7 @@ impl KeyScheme {
             Self::Legacy(_) => "legacy-sorted",
             Self::SigV4 { .. } => "aws-sigv4",
             Self::HttpSignature { .. } => "http-signature",
+            Self::Mtls { .. } => "mtls",
         }
     }
 }
@@ -138,6 +146,8 @@ pub struct Route {
     /// Accept user tokens (bound to an app and a user id, issued through the admin API) on
     /// this route. Off by default: a user token carries no key, so no key policy applies.
     pub user_tokens: bool,
+    /// Whether a client certificate is needed, enough, or needed along with a signature.
+    pub mtls: MtlsMode,
 }
 
 /// What a route lets the audit log see besides the request line.
@@ -175,6 +185,9 @@ pub struct Snapshot {
     /// One legacy config per distinct (access key field, location): how to find the access key
     /// of a request that carries no KG1 headers.
     legacy_probes: Arc<Vec<LegacyConfig>>,
+    /// Client certificate identities (SPKI fingerprint or subject) → access key of the `mtls` key.
+    mtls_spki: Arc<HashMap<[u8; 32], String>>,
+    mtls_subject: Arc<HashMap<String, String>>,
     /// App id → enabled, for user tokens (which name an app, not a key).
     apps: Arc<HashMap<String, bool>>,
     /// Store change counter this snapshot reflects.
@@ -196,10 +209,24 @@ impl Snapshot {
                 }
             }
         }
+        let mut mtls_spki = HashMap::new();
+        let mut mtls_subject = HashMap::new();
+        for k in &keys {
+            if let KeyScheme::Mtls { spki_sha256, subject } = &k.scheme {
+                if let Some(pin) = spki_sha256 {
+                    mtls_spki.insert(*pin, k.access_key.clone());
+                }
+                if let Some(dn) = subject {
+                    mtls_subject.insert(dn.clone(), k.access_key.clone());
+                }
+            }
+        }
         Self {
             keys: Arc::new(keys.into_iter().map(|k| (k.access_key.clone(), Arc::new(k))).collect()),
             routes: routes.into_iter().map(Arc::new).collect(),
             legacy_probes: Arc::new(legacy_probes),
+            mtls_spki: Arc::new(mtls_spki),
+            mtls_subject: Arc::new(mtls_subject),
             apps: Arc::default(),
             version,
         }
@@ -224,6 +251,8 @@ impl Snapshot {
             keys: self.keys.clone(),
             routes: routes.into_iter().map(Arc::new).collect(),
             legacy_probes: self.legacy_probes.clone(),
+            mtls_spki: self.mtls_spki.clone(),
+            mtls_subject: self.mtls_subject.clone(),
             apps: self.apps.clone(),
             version: self.version,
         }
@@ -232,6 +261,12 @@ impl Snapshot {
     /// The key with this access key.
     pub fn key(&self, access_key: &str) -> Option<&Arc<KeyEntry>> {
         self.keys.get(access_key)
+    }
+
+    /// The `mtls` key a client certificate maps to: by SPKI fingerprint first, then by subject.
+    pub fn mtls_key(&self, cert: &ClientCert) -> Option<&Arc<KeyEntry>> {
+        let ak = self.mtls_spki.get(&cert.spki_sha256).or_else(|| self.mtls_subject.get(&cert.subject))?;
+        self.keys.get(ak)
     }
 
     /// Every key, in no particular order.
@@ -277,6 +312,7 @@ mod tests {
             per_ip_rate_limit: None,
             capture: None,
             user_tokens: false,
+            mtls: MtlsMode::Off,
         }
     }
 

@@ -151,6 +151,13 @@ pub struct ServerConfig {
     pub inbound: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// CA bundles (PEM) client certificates are verified against; routes with `mtls` need them.
+    #[serde(default)]
+    pub tls_client_ca: Vec<PathBuf>,
+    /// How often the certificate, key and CA files are checked for changes (also on SIGHUP);
+    /// a change is loaded without dropping connections. 0 turns polling off.
+    #[serde(default = "default_tls_reload_ms")]
+    pub tls_reload_interval_ms: u64,
     /// How often replicas poll the store's change counter.
     #[serde(default = "default_reload_ms")]
     pub reload_interval_ms: u64,
@@ -195,6 +202,8 @@ impl Default for ServerConfig {
             inbound: default_inbound(),
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: Vec::new(),
+            tls_reload_interval_ms: default_tls_reload_ms(),
             reload_interval_ms: default_reload_ms(),
             worker_threads: None,
             admin: None,
@@ -333,6 +342,13 @@ pub struct RouteConfig {
     /// Accept user tokens (app + user id, issued through the admin API) on this route.
     #[serde(default)]
     pub user_tokens: bool,
+    /// Client certificates: `off` (default), `optional`, `required` or `with_signature`.
+    #[serde(default = "default_mtls")]
+    pub mtls: String,
+}
+
+fn default_mtls() -> String {
+    "off".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -396,6 +412,8 @@ pub struct KeyConfig {
     pub sigv4: Option<SigV4Settings>,
     /// Algorithm and required components for `scheme = "http-signature"`.
     pub http_signature: Option<HttpSigSettings>,
+    /// The client certificate of `scheme = "mtls"` (no secret source then).
+    pub mtls: Option<MtlsSettings>,
     /// Token bucket for every request of this key, shared across replicas.
     pub rate_limit: Option<RateLimitConfig>,
     /// Scopes granted to the key (free-form labels the upstream may check).
@@ -588,6 +606,47 @@ impl SigV4Settings {
     }
 }
 
+pub const SCHEME_MTLS: &str = "mtls";
+
+/// Settings of an `mtls` key: which client certificate it stands for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsSettings {
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo, 64 hex digits (`:` separators allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_sha256: Option<String>,
+    /// Subject DN, attributes in certificate order: `CN=client-1, O=Acme`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl MtlsSettings {
+    pub fn check(&self) -> Result<()> {
+        if self.spki_sha256.is_none() && self.subject.is_none() {
+            bail!("mtls needs spki_sha256 or subject");
+        }
+        if let Some(p) = &self.spki_sha256 {
+            if keygate_inbound::mtls::parse_spki_hex(p).is_none() {
+                bail!("mtls.spki_sha256 must be 64 hex digits");
+            }
+        }
+        if let Some(s) = &self.subject {
+            if s.trim().is_empty() || s.len() > 512 || s.chars().any(char::is_control) {
+                bail!("mtls.subject must be 1-512 characters without control characters");
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's stand-in secret: an mtls key signs nothing, but every key row holds a secret.
+    /// Derived from the settings so re-importing the same config changes nothing.
+    pub fn placeholder_secret(&self) -> Vec<u8> {
+        let text = format!("{:?}|{:?}", self.spki_sha256, self.subject);
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+        format!("mtls-unused-{}", hex::encode(d.as_ref())).into_bytes()
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -598,7 +657,13 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         for (i, r) in self.routes.iter().enumerate() {
-            r.to_route().with_context(|| format!("routes[{i}]"))?;
+            let route = r.to_route().with_context(|| format!("routes[{i}]"))?;
+            if route.mtls != keygate_inbound::MtlsMode::Off && self.server.tls_client_ca.is_empty() {
+                bail!("routes[{i}]: mtls = {:?} needs [server] tls_cert, tls_key and tls_client_ca", r.mtls);
+            }
+        }
+        if !self.server.tls_client_ca.is_empty() && self.server.tls_cert.is_none() {
+            bail!("[server] tls_client_ca needs tls_cert and tls_key");
         }
         self.state.failure_policy().context("[state]")?;
         let mut seen = std::collections::HashSet::new();
@@ -612,7 +677,12 @@ impl Config {
                 }
                 k.scheme_settings().with_context(at)?;
                 let sources = [k.secret.is_some(), k.secret_env.is_some(), k.secret_file.is_some()];
-                if sources.iter().filter(|s| **s).count() != 1 {
+                let n = sources.iter().filter(|s| **s).count();
+                if k.scheme == SCHEME_MTLS {
+                    if n != 0 {
+                        bail!("{}: an mtls key has no secret (remove secret_env/secret_file/secret)", at());
+                    }
+                } else if n != 1 {
                     bail!("{}: set exactly one of secret_env, secret_file, secret", at());
                 }
                 let (from, to) = k.validity().with_context(at)?;
@@ -674,6 +744,8 @@ impl RouteConfig {
             preserve_host: self.preserve_host,
             per_ip_rate_limit: self.per_ip_rate_limit.map(|r| r.bucket()),
             user_tokens: self.user_tokens,
+            mtls: keygate_inbound::MtlsMode::parse(&self.mtls)
+                .context("mtls must be off, optional, required or with_signature")?,
             capture: match &self.audit_capture {
                 None => None,
                 Some(c) => {
@@ -702,6 +774,9 @@ impl RouteConfig {
 impl KeyConfig {
     /// The secret's bytes, from wherever the config says. Errors name the source, never the value.
     pub fn secret_bytes(&self, base_dir: &Path) -> Result<Zeroizing<Vec<u8>>> {
+        if let (SCHEME_MTLS, Some(m)) = (self.scheme.as_str(), &self.mtls) {
+            return Ok(Zeroizing::new(m.placeholder_secret()));
+        }
         if let Some(var) = &self.secret_env {
             let v = std::env::var(var).with_context(|| {
                 format!("environment variable {var} (secret_env of {}) is not set", self.access_key)
@@ -751,8 +826,16 @@ impl KeyConfig {
                 s.to_config()?;
                 Ok(serde_json::to_value(s)?)
             }
+            SCHEME_MTLS => {
+                let s = self
+                    .mtls
+                    .clone()
+                    .context("scheme = \"mtls\" needs mtls = { spki_sha256 } or { subject }")?;
+                s.check()?;
+                Ok(serde_json::to_value(s)?)
+            }
             other => {
-                bail!("unknown scheme {other:?} (expected {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4} or {SCHEME_HTTPSIG})")
+                bail!("unknown scheme {other:?} (expected {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4}, {SCHEME_HTTPSIG} or {SCHEME_MTLS})")
             }
         }
     }
@@ -786,6 +869,9 @@ fn default_inbound() -> String {
 }
 fn default_last_used_flush_ms() -> u64 {
     10_000
+}
+fn default_tls_reload_ms() -> u64 {
+    5000
 }
 fn default_reload_ms() -> u64 {
     1000

@@ -85,6 +85,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
         per_ip_rate_limit: None,
         audit_capture: None,
         user_tokens: false,
+        mtls: "off".into(),
     });
     cfg.apps.push(AppConfig {
         id: "demo".into(),
@@ -105,6 +106,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
             legacy: None,
             sigv4: None,
             http_signature: None,
+            mtls: None,
             rate_limit: None,
             scopes: Vec::new(),
             allowed_endpoints: Vec::new(),

@@ -27,6 +27,7 @@ pub fn route() -> Route {
         per_ip_rate_limit: None,
         capture: None,
         user_tokens: false,
+        mtls: keygate_inbound::MtlsMode::Off,
     }
 }
 

@@ -15,8 +15,8 @@ use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store};
 
 use crate::cache::{self, SnapshotData};
 use crate::config::{
-    Config, HttpSigSettings, LegacySettings, SigV4Settings, SCHEME_HTTPSIG, SCHEME_KG1, SCHEME_LEGACY,
-    SCHEME_SIGV4,
+    Config, HttpSigSettings, LegacySettings, MtlsSettings, SigV4Settings, SCHEME_HTTPSIG, SCHEME_KG1,
+    SCHEME_LEGACY, SCHEME_MTLS, SCHEME_SIGV4,
 };
 
 /// What `serve` needs beyond the config file.
@@ -223,6 +223,16 @@ fn key_entry(
             },
             _ => {
                 tracing::error!(access_key = %r.access_key, "bad http-signature settings in store; key not loaded");
+                return None;
+            }
+        },
+        SCHEME_MTLS => match serde_json::from_value::<MtlsSettings>(r.scheme_settings.clone()) {
+            Ok(s) if s.check().is_ok() => KeyScheme::Mtls {
+                spki_sha256: s.spki_sha256.as_deref().and_then(keygate_inbound::mtls::parse_spki_hex),
+                subject: s.subject,
+            },
+            _ => {
+                tracing::error!(access_key = %r.access_key, "bad mtls settings in store; key not loaded");
                 return None;
             }
         },
@@ -539,11 +549,18 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     };
 
     let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: cfg.server.tls_client_ca.clone(),
+        }),
         (None, None) => None,
         _ => anyhow::bail!("[server] needs both tls_cert and tls_key, or neither"),
     };
     let server = InboundServer::bind(&cfg.server.inbound, tls.as_ref(), gateway).await?;
+    if let Some(reloader) = server.tls_reloader() {
+        tokio::spawn(tls_reload_loop(reloader, Duration::from_millis(cfg.server.tls_reload_interval_ms)));
+    }
     let addr = server.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, "inbound listening on {scheme}://{addr}");
@@ -604,10 +621,16 @@ fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
                 .and_then(|s| s.check())
                 .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
         }
+        SCHEME_MTLS => {
+            serde_json::from_value::<MtlsSettings>(k.scheme_settings.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.check())
+                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
+        }
         other => {
             return Err((
                 "key.scheme".into(),
-                format!("unknown scheme {other:?}; this gateway verifies {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4} and {SCHEME_HTTPSIG}"),
+                format!("unknown scheme {other:?}; this gateway verifies {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4}, {SCHEME_HTTPSIG} and {SCHEME_MTLS}"),
             ))
         }
     }
@@ -679,6 +702,43 @@ fn build_state(cfg: &crate::config::StateConfig) -> Result<BuiltState> {
                 Some(Arc::new(move || !probe.is_degraded())),
                 resilient,
             ))
+        }
+    }
+}
+
+/// Reloads the listener's certificate, key and client CA bundles when one of the files changes
+/// (checked every `every`) or on SIGHUP. Open connections keep their configuration; a reload that
+/// fails keeps the previous one and says so in the log.
+async fn tls_reload_loop(reloader: keygate_inbound::TlsReloader, every: Duration) {
+    let stamp = |files: &[std::path::PathBuf]| -> Vec<Option<(std::time::SystemTime, u64)>> {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+            .collect()
+    };
+    let files = reloader.files();
+    let mut seen = stamp(&files);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let poll = if every.is_zero() { Duration::from_secs(3600) } else { every };
+    loop {
+        let forced = tokio::select! {
+            () = tokio::time::sleep(poll) => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let now = stamp(&files);
+        if !forced && (every.is_zero() || now == seen) {
+            continue;
+        }
+        seen = now;
+        match reloader.reload() {
+            Ok(()) => {
+                metrics::counter!("keygate_tls_reloads_total", "result" => "ok").increment(1);
+                tracing::info!("TLS certificates reloaded");
+            }
+            Err(e) => {
+                metrics::counter!("keygate_tls_reloads_total", "result" => "failed").increment(1);
+                tracing::error!(error = %e, "TLS reload failed; keeping the previous certificates");
+            }
         }
     }
 }
