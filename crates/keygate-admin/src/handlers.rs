@@ -420,8 +420,8 @@ pub async fn create_key(
 ) -> R<impl IntoResponse> {
     let app_rec = app_and_tenant(&s.store, &p, &app).await?;
     check(&p.0, Action::CreateKey { tenant: &app_rec.tenant_id, app: &app }, || format!("app {app}"))?;
-    let imported = req.secret.take().map(|t| Zeroizing::new(t.into_bytes()));
-    let rec = KeyRecord {
+    let mut imported = req.secret.take().map(|t| Zeroizing::new(t.into_bytes()));
+    let mut rec = KeyRecord {
         access_key: match req.access_key {
             Some(a) => a,
             None => new_access_key()?,
@@ -443,6 +443,28 @@ pub async fn create_key(
         ..KeyRecord::default()
     };
     gateway_check(&s, &rec)?;
+    if rec.scheme == "field-rsa" {
+        // The app's key pair for encrypted fields: generated here unless imported (PKCS#8 PEM).
+        // The private key becomes the sealed secret and is never shown; the public key is kept
+        // in the settings for partners to download.
+        let pair = match &imported {
+            Some(pem) => keygate_sign::fields::FieldKeyPair::from_pem(pem).map_err(|e| {
+                AdminError::invalid(
+                    "secret",
+                    format!("a field-rsa secret is a PKCS#8 PEM RSA private key: {e}"),
+                )
+            })?,
+            None => {
+                let bits =
+                    rec.scheme_settings.get("bits").and_then(serde_json::Value::as_u64).unwrap_or(2048);
+                keygate_sign::fields::FieldKeyPair::generate(usize::try_from(bits).unwrap_or(0))
+                    .map_err(|e| AdminError::invalid("key.scheme_settings.bits", e.to_string()))?
+            }
+        };
+        let pem = pair.to_pkcs8_pem().map_err(|_| AdminError::Internal)?;
+        rec.scheme_settings["public_key_pem"] = pair.public_key_pem().into();
+        imported = Some(Zeroizing::new(pem.as_bytes().to_vec()));
+    }
     let store = p.store(&s);
     let (rec, shown) = match imported {
         Some(secret) => {
@@ -506,6 +528,12 @@ pub async fn rotate_key(
 ) -> R<impl IntoResponse> {
     let (old, app) = key_and_app(&s.store, &p, &key).await?;
     check(&p.0, Action::ManageTenant { tenant: &app.tenant_id }, || format!("key {key}"))?;
+    if matches!(old.scheme.as_str(), "mtls" | "field-rsa" | "field-partner") {
+        return Err(AdminError::invalid(
+            "key.scheme",
+            format!("{} keys hold no signing secret: add a new key (new kid or certificate), then revoke this one", old.scheme),
+        ));
+    }
     let new = KeyRecord {
         access_key: match req.new_access_key {
             Some(a) => a,

@@ -63,6 +63,16 @@ where
 }
 
 impl BufferedBody {
+    /// A body made of `bytes` (e.g. after decrypting fields), without trailers.
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        let len = bytes.len() as u64;
+        let mut chunks = VecDeque::new();
+        if !bytes.is_empty() {
+            chunks.push_back(bytes);
+        }
+        Self { chunks, trailers: None, len }
+    }
+
     /// Total length in bytes.
     pub fn len(&self) -> u64 {
         self.len

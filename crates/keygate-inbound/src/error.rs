@@ -57,6 +57,9 @@ pub enum GatewayError {
     UpstreamUnavailable,
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
+    /// Encrypted fields: the partner's mistake (400) or the gateway's configuration (500).
+    #[error(transparent)]
+    Field(#[from] keygate_sign::fields::FieldError),
     #[error("this route requires a client certificate")]
     ClientCertRequired,
     /// The message names the certificate so an operator can map it (neither is a secret).
@@ -108,6 +111,7 @@ impl GatewayError {
             Self::RouteNotFound => "route_not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::Field(e) => e.code(),
             Self::ClientCertRequired => "client_cert_required",
             Self::ClientCertUnknown { .. } => "client_cert_unknown",
             Self::ClientCertMismatch => "client_cert_mismatch",
@@ -147,6 +151,10 @@ impl GatewayError {
             | Self::TokenRequired
             | Self::TokenKeyMismatch => StatusCode::UNAUTHORIZED,
             Self::TokenNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::Field(e) => match e.code() {
+                "field_encryption_misconfigured" => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            },
             Self::InvalidTokenRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::IpNotAllowed | Self::EndpointNotAllowed => StatusCode::FORBIDDEN,

@@ -25,8 +25,9 @@ use crate::error::GatewayError;
 use crate::mtls::{ClientCert, MtlsMode};
 use crate::observe::{NoopObserver, Observer, RequestOutcome, Trace};
 use crate::proxy::{self, UpstreamClients};
-use crate::snapshot::{AuthPolicy, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
+use crate::snapshot::{AuthPolicy, FieldRules, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
 use crate::{X_KG_APP_ID, X_KG_KEY_ID, X_KG_TOKEN, X_KG_USER_ID, X_REQUEST_ID};
+use keygate_sign::fields::{decrypt_json_fields, encrypt_json_fields, FieldError, Mode};
 
 /// Extra time a nonce is remembered past the end of its timestamp window, so a replay that
 /// arrives exactly at the edge of the window still meets its nonce.
@@ -161,6 +162,7 @@ impl Gateway {
             capture: None,
             user_tokens: false,
             mtls: crate::mtls::MtlsMode::Off,
+            fields: None,
         };
         self.tokens = Some(Tokens { settings, route: Arc::new(route) });
         self
@@ -496,7 +498,9 @@ impl Gateway {
             }
         }
         let auth = match (auth, &key.scheme) {
-            (_, KeyScheme::Mtls { .. }) => return Err(with_key(GatewayError::SchemeMismatch("mtls"))),
+            (_, KeyScheme::Mtls { .. } | KeyScheme::FieldKey { .. } | KeyScheme::FieldPartner { .. }) => {
+                return Err(with_key(GatewayError::SchemeMismatch(key.scheme.name())))
+            }
             (Auth::Kg1(a), KeyScheme::Kg1) => Auth::Kg1(a),
             (Auth::SigV4(a), KeyScheme::SigV4 { .. }) => Auth::SigV4(a),
             (Auth::SigV4Presigned(p), KeyScheme::SigV4 { .. }) => Auth::SigV4Presigned(p),
@@ -791,6 +795,28 @@ impl Gateway {
             return Err(with_key(GatewayError::RateLimited(d)));
         }
 
+        // 8b. Encrypted fields, opened only for callers past every check above (no RSA work
+        //     for strangers or over-limit callers). Missing partner key: refused before the
+        //     upstream acts, never answered in clear.
+        let mut buffered = buffered;
+        if let Some(f) = route.fields.as_deref() {
+            let snapshot = self.snapshot.load();
+            if !f.encrypt_response.is_empty() && snapshot.partner_key(&caller.app_id, now).is_none() {
+                return Err(with_key(GatewayError::Field(FieldError::BadPublicKey(
+                    "no enabled partner key (scheme field-partner) for this app",
+                ))));
+            }
+            if !f.decrypt.is_empty() && !buffered.is_empty() {
+                let plain = {
+                    let body = buffered.contiguous();
+                    let keys = |kid: &str| snapshot.field_key(&caller.app_id, kid, now);
+                    decrypt_json_fields(&body, &f.decrypt, &keys, f.max_envelope_bytes)
+                        .map_err(|e| with_key(e.into()))?
+                };
+                buffered = BufferedBody::from_bytes(Bytes::from(plain));
+            }
+        }
+
         // The token exchange answers here: signed, fresh and within its limits.
         if token_endpoint {
             let key = key.ok_or_else(|| with_key(GatewayError::TokenNotAllowed("no key")))?;
@@ -826,6 +852,12 @@ impl Gateway {
         // 10. Forward the verified request.
         let forwarded =
             self.forward(route, parts, buffered.boxed(), peer, request_id, Some(&caller), trace).await;
+        let forwarded = match (forwarded, route.fields.as_deref()) {
+            (Ok(resp), Some(f)) if !f.encrypt_response.is_empty() => {
+                self.encrypt_response(resp, f, &caller.app_id, now).await
+            }
+            (r, _) => r,
+        };
         let mut resp = match (forwarded, idem) {
             (Ok(resp), None) => resp,
             (Ok(resp), Some((idem_key, fp))) => self.remember(&caller.app_id, &idem_key, fp, resp).await,
@@ -840,6 +872,45 @@ impl Gateway {
         };
         add_rate_headers(&mut resp, headline.as_ref());
         Ok((resp, Some(caller)))
+    }
+
+    /// Encrypts the configured fields of a JSON response for the app's partner key. Other
+    /// content types and empty bodies pass unchanged; a JSON body too large to buffer is refused
+    /// rather than sent in clear.
+    async fn encrypt_response(
+        &self,
+        resp: Response<ResponseBody>,
+        f: &FieldRules,
+        app_id: &str,
+        now: i64,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+        if !json {
+            return Ok(resp);
+        }
+        let (mut parts, body) = resp.into_parts();
+        let (collected, rest) = body::collect_up_to(body, f.max_response_bytes).await;
+        if rest.is_some() {
+            tracing::warn!(
+                limit = f.max_response_bytes,
+                "JSON response too large to encrypt its fields; refused"
+            );
+            return Err(GatewayError::Field(FieldError::EncryptFailed));
+        }
+        if collected.is_empty() {
+            return Ok(Response::from_parts(parts, body::full(collected)));
+        }
+        let snapshot = self.snapshot.load();
+        let (kid, pk) = snapshot
+            .partner_key(app_id, now)
+            .ok_or(GatewayError::Field(FieldError::BadPublicKey("no enabled partner key for this app")))?;
+        let out = encrypt_json_fields(&collected, &f.encrypt_response, pk, kid, Mode::Auto)?;
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        Ok(Response::from_parts(parts, body::full(Bytes::from(out))))
     }
 
     /// Issues an API token for a key whose signed exchange passed every check. The token never

@@ -16,11 +16,11 @@ pub mod snapshot;
 pub use access::{AccessPolicy, Cidr, EndpointRule};
 pub use error::GatewayError;
 pub use gateway::{Caller, Dispatch, Dispatched, Gateway, IdempotencySettings, StateHandles, TokenSettings};
+pub use mtls::{ClientCert, MtlsMode};
 pub use observe::{NoopObserver, Observer, RequestOutcome};
 pub use proxy::{UpstreamClients, UpstreamOptions};
-pub use mtls::{ClientCert, MtlsMode};
 pub use server::{InboundServer, ServerError, TlsFiles, TlsReloader};
-pub use snapshot::{AuthPolicy, Capture, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
+pub use snapshot::{AuthPolicy, Capture, FieldRules, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
 
 /// Header naming the verified app, added for the upstream.
 pub const X_KG_APP_ID: &str = "x-kg-app-id";

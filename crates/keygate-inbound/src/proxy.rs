@@ -182,6 +182,7 @@ mod tests {
             capture: None,
             user_tokens: false,
             mtls: crate::mtls::MtlsMode::Off,
+            fields: None,
         }
     }
 

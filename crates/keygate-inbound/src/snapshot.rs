@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keygate_sign::fields::{FieldKeyPair, FieldPath, FieldPublicKey};
 use keygate_sign::legacy::{FieldLocation, LegacyConfig};
 
 use crate::access::AccessPolicy;
@@ -15,7 +16,7 @@ use keygate_state::BucketLimit;
 use secrecy::SecretBox;
 
 /// How a key signs its requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KeyScheme {
     Kg1,
     Legacy(LegacyConfig),
@@ -37,6 +38,17 @@ pub enum KeyScheme {
         spki_sha256: Option<[u8; 32]>,
         subject: Option<String>,
     },
+    /// The app's RSA key pair for encrypted request fields, under version tag `kid` (the
+    /// private key is the key's secret). Signs nothing.
+    FieldKey {
+        kid: String,
+        pair: Arc<FieldKeyPair>,
+    },
+    /// The partner's public key, for encrypting configured response fields. Signs nothing.
+    FieldPartner {
+        kid: String,
+        public: Arc<FieldPublicKey>,
+    },
 }
 
 impl KeyScheme {
@@ -48,6 +60,8 @@ impl KeyScheme {
             Self::SigV4 { .. } => "aws-sigv4",
             Self::HttpSignature { .. } => "http-signature",
             Self::Mtls { .. } => "mtls",
+            Self::FieldKey { .. } => "field-rsa",
+            Self::FieldPartner { .. } => "field-partner",
         }
     }
 }
@@ -148,6 +162,22 @@ pub struct Route {
     pub user_tokens: bool,
     /// Whether a client certificate is needed, enough, or needed along with a signature.
     pub mtls: MtlsMode,
+    /// Encrypted JSON fields: decrypted before forwarding, and response fields encrypted for
+    /// the partner.
+    pub fields: Option<Arc<FieldRules>>,
+}
+
+/// A route's encrypted fields (docs/encrypted-fields.md).
+#[derive(Debug, Clone)]
+pub struct FieldRules {
+    /// Request fields that must arrive as `kge1` envelopes; decrypted before forwarding.
+    pub decrypt: Vec<FieldPath>,
+    /// Response fields encrypted with the calling app's partner public key.
+    pub encrypt_response: Vec<FieldPath>,
+    /// Longest envelope string accepted.
+    pub max_envelope_bytes: usize,
+    /// Longest response body buffered for encryption.
+    pub max_response_bytes: usize,
 }
 
 /// What a route lets the audit log see besides the request line.
@@ -188,6 +218,8 @@ pub struct Snapshot {
     /// Client certificate identities (SPKI fingerprint or subject) → access key of the `mtls` key.
     mtls_spki: Arc<HashMap<[u8; 32], String>>,
     mtls_subject: Arc<HashMap<String, String>>,
+    /// App id → its field keys and partner keys (access keys), for encrypted fields.
+    field_keys: Arc<HashMap<String, Vec<String>>>,
     /// App id → enabled, for user tokens (which name an app, not a key).
     apps: Arc<HashMap<String, bool>>,
     /// Store change counter this snapshot reflects.
@@ -211,7 +243,11 @@ impl Snapshot {
         }
         let mut mtls_spki = HashMap::new();
         let mut mtls_subject = HashMap::new();
+        let mut field_keys: HashMap<String, Vec<String>> = HashMap::new();
         for k in &keys {
+            if matches!(k.scheme, KeyScheme::FieldKey { .. } | KeyScheme::FieldPartner { .. }) {
+                field_keys.entry(k.app_id.clone()).or_default().push(k.access_key.clone());
+            }
             if let KeyScheme::Mtls { spki_sha256, subject } = &k.scheme {
                 if let Some(pin) = spki_sha256 {
                     mtls_spki.insert(*pin, k.access_key.clone());
@@ -227,6 +263,7 @@ impl Snapshot {
             legacy_probes: Arc::new(legacy_probes),
             mtls_spki: Arc::new(mtls_spki),
             mtls_subject: Arc::new(mtls_subject),
+            field_keys: Arc::new(field_keys),
             apps: Arc::default(),
             version,
         }
@@ -253,6 +290,7 @@ impl Snapshot {
             legacy_probes: self.legacy_probes.clone(),
             mtls_spki: self.mtls_spki.clone(),
             mtls_subject: self.mtls_subject.clone(),
+            field_keys: self.field_keys.clone(),
             apps: self.apps.clone(),
             version: self.version,
         }
@@ -267,6 +305,44 @@ impl Snapshot {
     pub fn mtls_key(&self, cert: &ClientCert) -> Option<&Arc<KeyEntry>> {
         let ak = self.mtls_spki.get(&cert.spki_sha256).or_else(|| self.mtls_subject.get(&cert.subject))?;
         self.keys.get(ak)
+    }
+
+    fn usable_field_keys<'a>(
+        &'a self,
+        app_id: &str,
+        now: i64,
+    ) -> impl Iterator<Item = &'a Arc<KeyEntry>> + 'a {
+        self.field_keys.get(app_id).into_iter().flatten().filter_map(|ak| self.keys.get(ak)).filter(
+            move |k| {
+                k.enabled
+                    && k.valid_from.is_none_or(|f| now >= f)
+                    && k.valid_to.is_none_or(|t| now < t)
+                    && k.overlap_until.is_none_or(|t| now < t)
+            },
+        )
+    }
+
+    /// The app's enabled field key pair with version `kid` (disabled, expired or rotated-out
+    /// keys decrypt nothing).
+    pub fn field_key(&self, app_id: &str, kid: &str, now: i64) -> Option<&FieldKeyPair> {
+        self.usable_field_keys(app_id, now).find_map(|k| match &k.scheme {
+            KeyScheme::FieldKey { kid: k_kid, pair } if k_kid == kid => Some(pair.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// The app's partner public key to encrypt responses with: the enabled one that became
+    /// valid last (ties: the greatest kid).
+    pub fn partner_key(&self, app_id: &str, now: i64) -> Option<(&str, &FieldPublicKey)> {
+        self.usable_field_keys(app_id, now)
+            .filter_map(|k| match &k.scheme {
+                KeyScheme::FieldPartner { kid, public } => {
+                    Some((k.valid_from.unwrap_or(0), kid.as_str(), public.as_ref()))
+                }
+                _ => None,
+            })
+            .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+            .map(|(_, kid, pk)| (kid, pk))
     }
 
     /// Every key, in no particular order.
@@ -313,6 +389,7 @@ mod tests {
             capture: None,
             user_tokens: false,
             mtls: MtlsMode::Off,
+            fields: None,
         }
     }
 

@@ -86,6 +86,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
         audit_capture: None,
         user_tokens: false,
         mtls: "off".into(),
+        encrypted_fields: None,
     });
     cfg.apps.push(AppConfig {
         id: "demo".into(),
@@ -107,6 +108,7 @@ pub fn prepare(data_dir: &Path, listen: &str, upstream: SocketAddr) -> Result<Co
             sigv4: None,
             http_signature: None,
             mtls: None,
+            field_key: None,
             rate_limit: None,
             scopes: Vec::new(),
             allowed_endpoints: Vec::new(),

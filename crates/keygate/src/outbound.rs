@@ -28,6 +28,7 @@ pub fn route() -> Route {
         capture: None,
         user_tokens: false,
         mtls: keygate_inbound::MtlsMode::Off,
+        fields: None,
     }
 }
 

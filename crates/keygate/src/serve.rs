@@ -15,8 +15,9 @@ use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store};
 
 use crate::cache::{self, SnapshotData};
 use crate::config::{
-    Config, HttpSigSettings, LegacySettings, MtlsSettings, SigV4Settings, SCHEME_HTTPSIG, SCHEME_KG1,
-    SCHEME_LEGACY, SCHEME_MTLS, SCHEME_SIGV4,
+    Config, FieldKeySettings, HttpSigSettings, LegacySettings, MtlsSettings, SigV4Settings,
+    SCHEME_FIELD_PARTNER, SCHEME_FIELD_RSA, SCHEME_HTTPSIG, SCHEME_KG1, SCHEME_LEGACY, SCHEME_MTLS,
+    SCHEME_SIGV4,
 };
 
 /// What `serve` needs beyond the config file.
@@ -83,7 +84,17 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
                 access_key: k.access_key.clone(),
                 app_id: app.id.clone(),
                 scheme: k.scheme.clone(),
-                scheme_settings: k.scheme_settings()?,
+                scheme_settings: match k.scheme.as_str() {
+                    // The public half is kept beside the sealed private key, for download.
+                    SCHEME_FIELD_RSA => {
+                        let mut s = k.scheme_settings()?;
+                        let pair = keygate_sign::fields::FieldKeyPair::from_pem(&secret)
+                            .map_err(|e| anyhow::anyhow!("{}: private key: {e}", k.access_key))?;
+                        s["public_key_pem"] = pair.public_key_pem().into();
+                        s
+                    }
+                    _ => k.scheme_settings()?,
+                },
                 enabled: k.enabled,
                 valid_from,
                 valid_to,
@@ -226,6 +237,38 @@ fn key_entry(
                 return None;
             }
         },
+        SCHEME_FIELD_RSA => {
+            use secrecy::ExposeSecret as _;
+            let settings = serde_json::from_value::<FieldKeySettings>(r.scheme_settings.clone());
+            let pair = keygate_sign::fields::FieldKeyPair::from_pem(k.secret.expose_secret())
+                .or_else(|_| keygate_sign::fields::FieldKeyPair::from_pkcs8_der(k.secret.expose_secret()));
+            match (settings, pair) {
+                (Ok(s), Ok(pair)) if s.check(false).is_ok() => {
+                    KeyScheme::FieldKey { kid: s.kid, pair: Arc::new(pair) }
+                }
+                _ => {
+                    tracing::error!(access_key = %r.access_key, "bad field-rsa key in store; key not loaded");
+                    return None;
+                }
+            }
+        }
+        SCHEME_FIELD_PARTNER => {
+            let settings = serde_json::from_value::<FieldKeySettings>(r.scheme_settings.clone());
+            let public = settings
+                .as_ref()
+                .ok()
+                .and_then(|s| s.public_key_pem.as_deref())
+                .map(|pem| keygate_sign::fields::FieldPublicKey::from_pem(pem.as_bytes()));
+            match (settings, public) {
+                (Ok(s), Some(Ok(pk))) if s.check(true).is_ok() => {
+                    KeyScheme::FieldPartner { kid: s.kid, public: Arc::new(pk) }
+                }
+                _ => {
+                    tracing::error!(access_key = %r.access_key, "bad field-partner key in store; key not loaded");
+                    return None;
+                }
+            }
+        }
         SCHEME_MTLS => match serde_json::from_value::<MtlsSettings>(r.scheme_settings.clone()) {
             Ok(s) if s.check().is_ok() => KeyScheme::Mtls {
                 spki_sha256: s.spki_sha256.as_deref().and_then(keygate_inbound::mtls::parse_spki_hex),
@@ -625,6 +668,12 @@ fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
             serde_json::from_value::<MtlsSettings>(k.scheme_settings.clone())
                 .map_err(anyhow::Error::from)
                 .and_then(|s| s.check())
+                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
+        }
+        SCHEME_FIELD_RSA | SCHEME_FIELD_PARTNER => {
+            serde_json::from_value::<FieldKeySettings>(k.scheme_settings.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.check(k.scheme == SCHEME_FIELD_PARTNER))
                 .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
         }
         other => {

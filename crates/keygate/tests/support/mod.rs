@@ -78,6 +78,11 @@ pub fn start_upstream() -> Upstream {
                                 hyper::Response::new(
                                     Full::new(Bytes::from(format!("processed #{n}"))).boxed(),
                                 )
+                            } else if pq.starts_with("/json") {
+                                // Echoes the request body as JSON (response field encryption).
+                                let mut r = hyper::Response::new(Full::new(body.clone()).boxed());
+                                r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                                r
                             } else if pq.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                                 hyper::Response::new(Full::new(Bytes::from_static(b"late")).boxed())
@@ -422,8 +427,13 @@ pub async fn admin_call(
 /// Runs `tests/interop/provider_sdks.py <mode>` (the providers' and standards' own Python
 /// libraries) with a JSON case; its JSON answer.
 pub fn python_sdk(mode: &str, case: &serde_json::Value) -> serde_json::Value {
+    python_tool("provider_sdks.py", mode, case)
+}
+
+/// Runs `tests/interop/<script> <mode>` with a JSON case on stdin; its JSON answer.
+pub fn python_tool(script: &str, mode: &str, case: &serde_json::Value) -> serde_json::Value {
     use std::io::Write as _;
-    let script = repo_root().join("tests/interop/provider_sdks.py");
+    let script = repo_root().join("tests/interop").join(script);
     let mut child = Command::new("python3")
         .arg(&script)
         .arg(mode)
@@ -434,6 +444,6 @@ pub fn python_sdk(mode: &str, case: &serde_json::Value) -> serde_json::Value {
         .expect("python3 with tests/interop/requirements.txt installed must be on PATH");
     child.stdin.take().unwrap().write_all(case.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "provider_sdks.py {mode} failed");
+    assert!(out.status.success(), "{} {mode} failed", script.display());
     serde_json::from_slice(&out.stdout).unwrap()
 }
