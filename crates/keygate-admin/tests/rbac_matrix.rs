@@ -51,7 +51,17 @@ const MATRIX: &[(&str, [u16; 7])] = &[
     ("GET /admin/audit", [200, 403, 403, 403, 403, 401, 401]),
     ("GET /admin/requests", [200, 403, 403, 403, 403, 401, 401]),
     ("GET /admin/requests?app=a1", [200, 200, 200, 404, 404, 401, 401]),
+    ("POST /admin/apps/a1/user-tokens", [201, 201, 201, 404, 404, 401, 401]),
+    ("POST /admin/apps/a2/user-tokens", [201, 201, 403, 404, 404, 401, 401]),
+    ("POST /admin/apps/a1/tokens/revoke", [200, 200, 200, 404, 404, 401, 401]),
+    ("POST /admin/api-tokens/revoke {fresh_a2_token}", [200, 200, 403, 404, 404, 401, 401]),
 ];
+
+/// One token store for the whole run, as one gateway process has.
+fn token_store() -> Arc<keygate_state::MemoryTokenStore> {
+    static STORE: std::sync::OnceLock<Arc<keygate_state::MemoryTokenStore>> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| Arc::new(keygate_state::MemoryTokenStore::new(10_000))).clone()
+}
 
 struct Fixture {
     store: Store,
@@ -166,6 +176,20 @@ async fn prepare(store: &Store, cell: &str, n: usize) -> (Method, String, Option
         ("POST", "/admin/tokens", Some("{gateway admin}")) => {
             Some(json!({"name": "g", "role": "gateway_admin"}))
         }
+        ("POST", p, _) if p.ends_with("/user-tokens") => Some(json!({"user_id": format!("user{n}")})),
+        ("POST", p, _) if p.ends_with("/tokens/revoke") => Some(json!({"user_id": "user1"})),
+        ("POST", "/admin/api-tokens/revoke", Some("{fresh_a2_token}")) => {
+            use keygate_state::TokenStore as _;
+            let (token, hash) = keygate_state::new_token().unwrap();
+            let grant = keygate_state::TokenGrant {
+                app_id: "a2".into(),
+                access_key: None,
+                user_id: Some("u".into()),
+                expires_at: 4_102_444_800,
+            };
+            token_store().issue(&hash, &grant, std::time::Duration::from_secs(600)).await.unwrap();
+            Some(json!({"token": token}))
+        }
         _ => None,
     };
     (method, path, body)
@@ -188,6 +212,11 @@ async fn call(
     };
     let mut state = AdminState::new(fx.store.clone());
     state.audit = Some(fx.audit.clone());
+    state.tokens = Some(keygate_admin::TokenIssuer {
+        store: token_store(),
+        default_ttl: std::time::Duration::from_secs(900),
+        max_ttl: std::time::Duration::from_secs(3600),
+    });
     let resp = router(state).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();

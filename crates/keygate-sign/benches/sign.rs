@@ -189,6 +189,25 @@ fn bench_other_schemes(c: &mut Criterion) {
                 .expect("bench fixture")
         })
     });
+    // RFC 9421 ed25519: keygate holds only the public key.
+    let si_ed = r#"sig1=("@method" "@target-uri" "content-digest");created=1764000000;keyid="k2";nonce="n-0002";alg="ed25519""#;
+    let unsigned = rfc9421::parse(si_ed, "sig1=:AAAA:", None).expect("bench fixture");
+    let base = rfc9421::signature_base(&unsigned, &view).expect("bench fixture");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("bench fixture");
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("bench fixture");
+    use aws_lc_rs::signature::KeyPair as _;
+    let public = pair.public_key().as_ref().to_vec();
+    let sig = pair.sign(base.as_bytes());
+    let sig_ed = format!("sig1=:{}:", base64::engine::general_purpose::STANDARD.encode(sig.as_ref()));
+    g.bench_function("http-signature ed25519 (+ Content-Digest)", |b| {
+        b.iter(|| {
+            let m = rfc9421::parse(black_box(si_ed), &sig_ed, None).expect("bench fixture");
+            rfc9421::verify_content_digest(&cd, &body).expect("bench fixture");
+            rfc9421::verify(&m, &view, rfc9421::VerifyKey::Ed25519(&public), &required)
+                .expect("bench fixture")
+        })
+    });
     g.finish();
 }
 

@@ -221,6 +221,16 @@ secret_env = "SK2"
     assert!(v["message"].as_str().unwrap().contains("CN=client-d"), "{v}");
     // Issued by a CA keygate does not trust: the TLS layer refuses it.
     assert!(once(addr, &ca_pem, b, "/req/x", &[]).await.is_err(), "CA 2 is not trusted yet");
+    // Expired, though issued by the trusted CA: refused by the TLS layer too.
+    let (e_pem, e_key) = {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "client-expired");
+        p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        (p.signed_by(&key, &ca1.cert, &ca1.key).unwrap().pem(), key.serialize_pem())
+    };
+    assert!(once(addr, &ca_pem, Some((&e_pem, &e_key)), "/req/x", &[]).await.is_err(), "expired");
 
     // optional: the certificate or a signature.
     assert_eq!(once(addr, &ca_pem, a, "/opt/x", &[]).await.unwrap().0, 200);
