@@ -8,6 +8,7 @@ mod audit_cli;
 mod cache;
 mod client;
 mod config;
+mod config_io;
 mod demo;
 mod nudge;
 mod outbound;
@@ -128,6 +129,11 @@ enum Command {
         conn: admin_cli::Conn,
         #[command(subcommand)]
         command: admin_cli::TokenCmd,
+    },
+    /// Declarative config on the store: export as TOML, import with diff/dry run/prune (GitOps).
+    Config {
+        #[command(subcommand)]
+        command: config_io::ConfigCmd,
     },
 }
 
@@ -284,6 +290,7 @@ fn run(cli: Cli) -> Result<u8> {
             current_thread()?.block_on(admin_cli::providers(&conn, &command))?;
             Ok(0)
         }
+        Command::Config { command } => config_io::run(&command),
     }
 }
 

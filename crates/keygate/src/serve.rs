@@ -643,43 +643,33 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
 
 /// The admin API's gateway-side key check: a scheme this gateway verifies, with settings it can
 /// parse, and an access policy it can enforce.
-fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
+pub(crate) fn validate_key(k: &KeyRecord) -> std::result::Result<(), (String, String)> {
+    fn settings<T: serde::de::DeserializeOwned>(
+        k: &KeyRecord,
+        check: impl FnOnce(T) -> Result<()>,
+    ) -> std::result::Result<(), (String, String)> {
+        serde_json::from_value::<T>(k.scheme_settings.clone())
+            .map_err(anyhow::Error::from)
+            .and_then(check)
+            .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))
+    }
     match k.scheme.as_str() {
         SCHEME_KG1 => {}
-        SCHEME_LEGACY => {
-            serde_json::from_value::<LegacySettings>(k.scheme_settings.clone())
-                .map_err(anyhow::Error::from)
-                .and_then(|s| s.to_config())
-                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
-        }
-        SCHEME_HTTPSIG => {
-            serde_json::from_value::<HttpSigSettings>(k.scheme_settings.clone())
-                .map_err(anyhow::Error::from)
-                .and_then(|s| s.check())
-                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
-        }
-        SCHEME_SIGV4 => {
-            serde_json::from_value::<SigV4Settings>(k.scheme_settings.clone())
-                .map_err(anyhow::Error::from)
-                .and_then(|s| s.check())
-                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
-        }
-        SCHEME_MTLS => {
-            serde_json::from_value::<MtlsSettings>(k.scheme_settings.clone())
-                .map_err(anyhow::Error::from)
-                .and_then(|s| s.check())
-                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
-        }
+        SCHEME_LEGACY => settings(k, |s: LegacySettings| s.to_config().map(|_| ()))?,
+        SCHEME_HTTPSIG => settings(k, |s: HttpSigSettings| s.check())?,
+        SCHEME_SIGV4 => settings(k, |s: SigV4Settings| s.check())?,
+        SCHEME_MTLS => settings(k, |s: MtlsSettings| s.check())?,
         SCHEME_FIELD_RSA | SCHEME_FIELD_PARTNER => {
-            serde_json::from_value::<FieldKeySettings>(k.scheme_settings.clone())
-                .map_err(anyhow::Error::from)
-                .and_then(|s| s.check(k.scheme == SCHEME_FIELD_PARTNER))
-                .map_err(|e| ("key.scheme_settings".to_string(), format!("{e:#}")))?;
+            let partner = k.scheme == SCHEME_FIELD_PARTNER;
+            settings(k, |s: FieldKeySettings| s.check(partner))?
         }
         other => {
             return Err((
                 "key.scheme".into(),
-                format!("unknown scheme {other:?}; this gateway verifies {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4}, {SCHEME_HTTPSIG} and {SCHEME_MTLS}"),
+                format!(
+                    "unknown scheme {other:?}; this gateway knows {SCHEME_KG1}, {SCHEME_LEGACY}, {SCHEME_SIGV4}, \
+                     {SCHEME_HTTPSIG}, {SCHEME_MTLS}, {SCHEME_FIELD_RSA} and {SCHEME_FIELD_PARTNER}"
+                ),
             ))
         }
     }
