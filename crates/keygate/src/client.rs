@@ -164,6 +164,12 @@ pub struct CurlArgs {
     /// Extra PEM CA bundle to trust for https:// (e.g. a self-signed gateway).
     #[arg(long)]
     pub cacert: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS; needs --cert-key.
+    #[arg(long, requires = "cert_key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub cert_key: Option<PathBuf>,
 }
 
 /// Sends the signed request; returns the process exit code.
@@ -178,7 +184,11 @@ pub async fn curl(args: &CurlArgs) -> Result<i32> {
         *req.version_mut() = http::Version::HTTP_2;
         req.headers_mut().remove(http::header::HOST);
     }
-    let tls = tls_config(args.cacert.as_deref())?;
+    let client_cert = match (&args.cert, &args.cert_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let tls = tls_config(args.cacert.as_deref(), client_cert)?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
     let connector = if args.http2 { builder.enable_http2().build() } else { builder.enable_http1().build() };
     let client: Client<_, Full<Bytes>> =
@@ -201,7 +211,10 @@ pub async fn curl(args: &CurlArgs) -> Result<i32> {
     Ok(if args.fail && status.as_u16() >= 400 { 22 } else { 0 })
 }
 
-fn tls_config(cacert: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+fn tls_config(
+    cacert: Option<&std::path::Path>,
+    client_cert: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_roots() {
@@ -215,10 +228,21 @@ fn tls_config(cacert: Option<&std::path::Path>) -> Result<rustls::ClientConfig> 
         }
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_root_certificates(roots);
+    Ok(match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+                .with_context(|| format!("reading {}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("parsing {}", cert.display()))?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("reading the private key {}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).context("client certificate and key do not match")?
+        }
+    })
 }
 
 fn rustls_native_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {

@@ -255,6 +255,21 @@ secret_env = "SK2"
     assert_eq!((s, v["code"].as_str()), (401, Some("client_cert_required")), "{v}");
     let (s, v) = once(addr, &ca_pem, a, "/both/x", &signed("AKAPP2000001", sk2, "/both/x")).await.unwrap();
     assert_eq!((s, v["code"].as_str()), (401, Some("client_cert_mismatch")), "{v}");
+    // The CLI presents a client certificate too (--cert/--cert-key) and signs.
+    let files = tempfile::tempdir().unwrap();
+    for (name, text) in [("ca.pem", &ca_pem), ("a.pem", &a_pem), ("a.key", &a_key)] {
+        std::fs::write(files.path().join(name), text).unwrap();
+    }
+    let f = |n: &str| files.path().join(n).display().to_string();
+    let out = std::process::Command::new(bin())
+        .args(["curl", "--fail", "--key", "AKAPP1000001", "--secret-env", "SK1", "--cacert", &f("ca.pem")])
+        .args(["--cert", &f("a.pem"), "--cert-key", &f("a.key")])
+        .arg(format!("https://localhost:{}/both/cli", addr.port()))
+        .env("SK1", sk1)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(up.last().path_and_query, "/both/cli");
     // An mtls key cannot sign.
     let (s, v) = once(addr, &ca_pem, a, "/opt/x", &signed("MTLSC0000001", "whatever-0123456789", "/opt/x"))
         .await
