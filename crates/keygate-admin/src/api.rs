@@ -145,6 +145,71 @@ fn default_auth_policy() -> String {
     keygate_store::AUTH_POLICY_SIGNATURE.into()
 }
 
+/// A saved configuration version (without its document).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub version: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub comment: String,
+}
+
+impl From<keygate_store::ConfigVersion> for VersionInfo {
+    fn from(v: keygate_store::ConfigVersion) -> Self {
+        Self { version: v.version, created_at: v.created_at, created_by: v.created_by, comment: v.comment }
+    }
+}
+
+/// A version with its document (TOML, as `keygate config export` writes it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub info: VersionInfo,
+    pub document: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DiffQuery {
+    /// Version to compare with (default: the previous one; 0 = empty).
+    pub from: Option<i64>,
+}
+
+/// `-`/`+`/` ` lines (3 lines of context, `@@` between hunks).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDiff {
+    pub from: i64,
+    pub to: i64,
+    pub diff: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveVersion {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub comment: String,
+    /// Only report what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RollbackResult {
+    pub dry_run: bool,
+    /// `+ create …`, `~ update …` (with changed fields), `- delete …`, `= unchanged …`.
+    pub plan: Vec<String>,
+    pub summary: String,
+    pub warnings: Vec<String>,
+    /// The version recorded by the rollback.
+    pub version: Option<VersionInfo>,
+}
+
 /// A user token request (from a login service): the token is bound to the app and the user.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -34,13 +34,15 @@ const MAX_SECRET: usize = 4096;
         rotate_key, revoke_key, enable_key, list_tokens, create_token, get_token, revoke_token, list_audit,
         search_requests, list_providers, get_provider, put_provider, delete_provider, list_provider_secrets,
         put_provider_secret, delete_provider_secret, list_scripts, save_script, activate_script, test_run,
-        create_user_token, revoke_app_tokens, revoke_api_token
+        create_user_token, revoke_app_tokens, revoke_api_token, list_versions, get_version, diff_version,
+        save_version, rollback_version
     ),
     components(schemas(
         Tenant, App, CreateApp, UpdateApp, Rate, Key, CreateKey, UpdateKey, CreatedKey, RotateKey, Rotated,
         AppRevoked, AdminToken, CreateAdminToken, CreatedAdminToken, AuditEntry, ErrorEnvelope, WhoAmI,
         Provider, ProviderSecret, PutProvider, PutSecret, SaveScript, ScriptVersionView, SavedScript,
-        CreateUserToken, IssuedToken, RevokeAppTokens, RevokeToken, TokensRevoked
+        CreateUserToken, IssuedToken, RevokeAppTokens, RevokeToken, TokensRevoked, VersionInfo, VersionView,
+        VersionDiff, SaveVersion, RollbackRequest, RollbackResult
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -111,6 +113,144 @@ fn changed(state: &AdminState) {
     (state.on_change)();
 }
 
+/// After a change to a tenant's configuration: records it as the tenant's next config version
+/// (author = the calling token, comment = what changed), then notifies replicas.
+async fn changed_in(state: &AdminState, p: &Principal, tenant: &str, what: &str) {
+    if let Some(v) = &state.versions {
+        if let Err(e) = v.record(&p.store(state), tenant, what).await {
+            tracing::warn!(tenant, error = %e, "could not record a config version");
+        }
+    }
+    (state.on_change)();
+}
+
+// ---- config versions ----
+
+fn versions_hook(s: &AdminState) -> Result<&std::sync::Arc<dyn crate::ConfigVersions>, AdminError> {
+    s.versions
+        .as_ref()
+        .ok_or_else(|| AdminError::invalid("versions", "config versions are not available here"))
+}
+
+async fn version_of(s: &AdminState, tenant: &str, version: i64) -> R<keygate_store::ConfigVersion> {
+    s.store
+        .list_config_versions(tenant)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .ok_or_else(|| AdminError::NotFound(format!("version {version} of tenant {tenant}")))
+}
+
+/// Every saved configuration version of a tenant, newest first (documents not included).
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/versions", responses((status = 200, body = [VersionInfo])))]
+pub async fn list_versions(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> R<Json<Vec<VersionInfo>>> {
+    check(&p.0, Action::Read { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    s.store.get_tenant(&tenant).await?;
+    let mut all: Vec<VersionInfo> =
+        s.store.list_config_versions(&tenant).await?.into_iter().map(Into::into).collect();
+    all.reverse();
+    Ok(Json(all))
+}
+
+/// One version with its document (secrets appear as references only).
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/versions/{version}", responses((status = 200, body = VersionView)))]
+pub async fn get_version(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, version)): Path<(String, i64)>,
+) -> R<Json<VersionView>> {
+    check(&p.0, Action::Read { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    let v = version_of(&s, &tenant, version).await?;
+    Ok(Json(VersionView { document: v.document.clone(), info: v.into() }))
+}
+
+/// Line diff of a version's document against another version (`from`, default the previous one).
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/versions/{version}/diff", responses((status = 200, body = VersionDiff)))]
+pub async fn diff_version(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, version)): Path<(String, i64)>,
+    Query(q): Query<DiffQuery>,
+) -> R<Json<VersionDiff>> {
+    check(&p.0, Action::Read { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    let to = version_of(&s, &tenant, version).await?;
+    let from = q.from.unwrap_or(version - 1);
+    let old = if from < 1 { String::new() } else { version_of(&s, &tenant, from).await?.document };
+    Ok(Json(VersionDiff { from, to: version, diff: crate::diff::line_diff(&old, &to.document, 3) }))
+}
+
+/// Saves the tenant's current configuration as a version now (with a comment), unless unchanged.
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/versions", request_body = SaveVersion,
+    responses((status = 201, body = VersionInfo), (status = 200, body = VersionInfo)))]
+pub async fn save_version(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+    Body(req): Body<SaveVersion>,
+) -> R<(StatusCode, Json<VersionInfo>)> {
+    check(&p.0, Action::ManageTenant { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    s.store.get_tenant(&tenant).await?;
+    let hook = versions_hook(&s)?;
+    match hook.record(&p.store(&s), &tenant, &req.comment).await.map_err(|e| {
+        tracing::error!(tenant, error = %e, "recording a config version failed");
+        AdminError::Internal
+    })? {
+        Some(v) => Ok((StatusCode::CREATED, Json(v.into()))),
+        None => {
+            let latest = s.store.list_config_versions(&tenant).await?.pop().ok_or(AdminError::Internal)?;
+            Ok((StatusCode::OK, Json(latest.into())))
+        }
+    }
+}
+
+/// Rolls the tenant's configuration back (or forward) to a saved version in one publish: the
+/// replicas keep their snapshot until the whole change is written, then load it at once.
+/// Secrets are not versioned: a version naming a key or provider secret deleted since cannot
+/// be restored (400, nothing written).
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/versions/{version}/rollback", request_body = RollbackRequest,
+    responses((status = 200, body = RollbackResult), (status = 409, body = ErrorEnvelope)))]
+pub async fn rollback_version(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, version)): Path<(String, i64)>,
+    Body(req): Body<RollbackRequest>,
+) -> R<Json<RollbackResult>> {
+    check(&p.0, Action::ManageTenant { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    let hook = versions_hook(&s)?;
+    let v = version_of(&s, &tenant, version).await?;
+    let comment = if req.comment.is_empty() {
+        format!("rollback to version {version}")
+    } else {
+        format!("rollback to version {version}: {}", req.comment)
+    };
+    let out = hook.rollback(&p.store(&s), &tenant, &v.document, &comment, req.dry_run).await.map_err(
+        |e| match e {
+            crate::RollbackError::Invalid(reason) => AdminError::invalid("version", reason),
+            crate::RollbackError::Busy => {
+                AdminError::Conflict("another change is being published; retry".into())
+            }
+            crate::RollbackError::Failed(reason) => {
+                tracing::error!(tenant, version, error = %reason, "rollback failed part-way");
+                AdminError::Internal
+            }
+        },
+    )?;
+    if !req.dry_run {
+        changed(&s);
+    }
+    Ok(Json(RollbackResult {
+        dry_run: req.dry_run,
+        plan: out.plan,
+        summary: out.summary,
+        warnings: out.warnings,
+        version: out.version.map(Into::into),
+    }))
+}
+
 /// `AK` + 20 uppercase hex digits (80 random bits): unique enough to be an id, not a secret.
 fn new_access_key() -> R<String> {
     let mut raw = [0u8; 10];
@@ -159,7 +299,7 @@ pub async fn create_tenant(
 ) -> R<impl IntoResponse> {
     check(&p.0, Action::ManageGateway, String::new)?;
     let rec = p.store(&s).create_tenant(&TenantRecord { id: t.id, name: t.name }).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.id, "create tenant").await;
     Ok(created(Tenant::from(rec)))
 }
 
@@ -213,7 +353,7 @@ pub async fn create_app(
         enabled: a.enabled,
     };
     let rec = p.store(&s).create_app(&rec).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("create app {}", rec.id)).await;
     Ok(created(App::from(rec)))
 }
 
@@ -238,7 +378,7 @@ pub async fn update_app(
         rec.enabled = e;
     }
     let rec = p.store(&s).update_app(&rec).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("update app {}", rec.id)).await;
     Ok(Json(rec.into()))
 }
 
@@ -247,7 +387,7 @@ pub async fn delete_app(State(s): State<AdminState>, p: Principal, Path(app): Pa
     let rec = app_and_tenant(&s.store, &p, &app).await?;
     check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("app {app}"))?;
     p.store(&s).delete_app(&app).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("delete app {app}")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,7 +401,7 @@ pub async fn revoke_app(
     let rec = app_and_tenant(&s.store, &p, &app).await?;
     check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("app {app}"))?;
     let n = p.store(&s).disable_app(&app).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("revoke app {app}")).await;
     let rec = s.store.get_app(&app).await?;
     Ok(Json(AppRevoked { app: rec.into(), keys_disabled: n }))
 }
@@ -483,7 +623,7 @@ pub async fn create_key(
             (rec, Some(OnceSecret::new(text)))
         }
     };
-    changed(&s);
+    changed_in(&s, &p, &app_rec.tenant_id, &format!("create key {}", rec.access_key)).await;
     Ok(created(CreatedKey { key: rec.into(), secret: shown }))
 }
 
@@ -504,7 +644,7 @@ pub async fn update_key(
     u.apply(&mut rec);
     gateway_check(&s, &rec)?;
     let rec = p.store(&s).update_key(&rec).await?;
-    changed(&s);
+    changed_in(&s, &p, &app.tenant_id, &format!("update key {key}")).await;
     Ok(Json(rec.into()))
 }
 
@@ -513,7 +653,7 @@ pub async fn delete_key(State(s): State<AdminState>, p: Principal, Path(key): Pa
     let (_, app) = key_and_app(&s.store, &p, &key).await?;
     check(&p.0, Action::ManageTenant { tenant: &app.tenant_id }, || format!("key {key}"))?;
     p.store(&s).delete_key(&key).await?;
-    changed(&s);
+    changed_in(&s, &p, &app.tenant_id, &format!("delete key {key}")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -548,7 +688,7 @@ pub async fn rotate_key(
     };
     let secret = keygate_store::generate_secret()?;
     let rotation = p.store(&s).rotate_key(&key, &new, &secret, req.overlap_secs).await?;
-    changed(&s);
+    changed_in(&s, &p, &app.tenant_id, &format!("rotate key {key}")).await;
     let text = String::from_utf8(secret.to_vec()).map_err(|_| AdminError::Internal)?;
     Ok(created(Rotated { old: rotation.old.into(), new: rotation.new.into(), secret: OnceSecret::new(text) }))
 }
@@ -568,7 +708,8 @@ async fn set_enabled(s: AdminState, p: Principal, key: String, enabled: bool) ->
     let (_, app) = key_and_app(&s.store, &p, &key).await?;
     check(&p.0, Action::ManageTenant { tenant: &app.tenant_id }, || format!("key {key}"))?;
     let rec = p.store(&s).set_key_enabled(&key, enabled).await?;
-    changed(&s);
+    changed_in(&s, &p, &app.tenant_id, &format!("{} key {key}", if enabled { "enable" } else { "revoke" }))
+        .await;
     Ok(Json(rec.into()))
 }
 
@@ -815,7 +956,7 @@ pub async fn put_provider(
         updated_by: String::new(),
     };
     let (rec, _) = p.store(&s).put_provider(&rec).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("put provider {}", rec.id)).await;
     Ok(Json(provider_view(&s, rec).await?))
 }
 
@@ -828,7 +969,7 @@ pub async fn delete_provider(
     let rec = provider_of(&s, &p, &id).await?;
     check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
     p.store(&s).delete_provider(&id).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("delete provider {id}")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -865,7 +1006,7 @@ pub async fn put_provider_secret(
         _ => return Err(AdminError::invalid("encoding", "must be utf8, base64 or hex")),
     });
     let meta = p.store(&s).put_provider_secret(&id, &name, &raw).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("put secret {name} of provider {id}")).await;
     Ok(Json(meta.into()))
 }
 
@@ -885,7 +1026,7 @@ pub async fn delete_provider_secret(
     let rec = provider_of(&s, &p, &id).await?;
     check(&p.0, Action::ManageTenant { tenant: &rec.tenant_id }, || format!("provider {id}"))?;
     p.store(&s).delete_provider_secret(&id, &name).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("delete secret {name} of provider {id}")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -973,7 +1114,7 @@ pub async fn save_script(
     }
     let saved = p.store(&s).add_provider_script(&id, &body.source, &body.comment).await?;
     let rec = activate(&s, &p, rec, &body.source, saved.version, &body.vars).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("save script v{} of provider {id}", saved.version)).await;
     Ok((
         StatusCode::CREATED,
         Json(SavedScript { version: saved.version, provider: provider_view(&s, rec).await? }),
@@ -997,7 +1138,7 @@ pub async fn activate_script(
         .find(|v| v.version == version)
         .ok_or_else(|| AdminError::NotFound(format!("script version {version} of provider {id}")))?;
     let rec = activate(&s, &p, rec, &v.source, v.version, &Default::default()).await?;
-    changed(&s);
+    changed_in(&s, &p, &rec.tenant_id, &format!("activate script v{version} of provider {id}")).await;
     Ok(Json(provider_view(&s, rec).await?))
 }
 

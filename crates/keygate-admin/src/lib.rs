@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod diff;
 mod error;
 mod handlers;
 pub mod rbac;
@@ -58,7 +59,55 @@ pub struct AdminState {
     pub script_tester: Option<ScriptTester>,
     /// API tokens (user tokens, revocation); without it (`[tokens]` off) those calls answer 400.
     pub tokens: Option<TokenIssuer>,
+    /// Config versions (record on every change, rollback); without it the version calls answer
+    /// 400 and changes are not versioned.
+    pub versions: Option<Arc<dyn ConfigVersions>>,
     pub on_change: ChangeHook,
+}
+
+/// Config versions, implemented by the binary (export and import of documents live there).
+pub trait ConfigVersions: Send + Sync + std::fmt::Debug {
+    /// Records the tenant's current configuration as its next version, unless unchanged.
+    fn record<'a>(
+        &'a self,
+        store: &'a keygate_store::Store,
+        tenant: &'a str,
+        comment: &'a str,
+    ) -> BoxFuture<'a, Result<Option<keygate_store::ConfigVersion>, String>>;
+    /// Makes the tenant's configuration equal to `document` (pruning what it lacks), behind the
+    /// publish fence so replicas switch at once; or, with `dry_run`, only says what would change.
+    fn rollback<'a>(
+        &'a self,
+        store: &'a keygate_store::Store,
+        tenant: &'a str,
+        document: &'a str,
+        comment: &'a str,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<RollbackOutcome, RollbackError>>;
+}
+
+/// A boxed future (the hooks are object safe).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a rollback did (or would do).
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOutcome {
+    pub plan: Vec<String>,
+    pub summary: String,
+    pub warnings: Vec<String>,
+    /// The version recorded after applying (none for a dry run or when nothing changed).
+    pub version: Option<keygate_store::ConfigVersion>,
+}
+
+/// Why a rollback did not happen.
+#[derive(Debug, Clone)]
+pub enum RollbackError {
+    /// The document cannot be applied (e.g. it names a key whose secret was deleted since).
+    Invalid(String),
+    /// Another publish holds the fence.
+    Busy,
+    /// A store write failed part-way (earlier writes are kept).
+    Failed(String),
 }
 
 /// The gateway's token store, for issuing user tokens and revoking tokens.
@@ -85,6 +134,7 @@ impl AdminState {
             validate_provider: None,
             script_tester: None,
             tokens: None,
+            versions: None,
             on_change: Arc::new(|| {}),
         }
     }
@@ -99,6 +149,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/tenants", get(list_tenants).post(create_tenant))
         .route("/admin/tenants/{tenant}", get(get_tenant).delete(delete_tenant))
         .route("/admin/tenants/{tenant}/apps", get(list_apps).post(create_app))
+        .route("/admin/tenants/{tenant}/versions", get(list_versions).post(save_version))
+        .route("/admin/tenants/{tenant}/versions/{version}", get(get_version))
+        .route("/admin/tenants/{tenant}/versions/{version}/diff", get(diff_version))
+        .route("/admin/tenants/{tenant}/versions/{version}/rollback", post(rollback_version))
         .route("/admin/apps/{app}", get(get_app).patch(update_app).delete(delete_app))
         .route("/admin/apps/{app}/revoke", post(revoke_app))
         .route("/admin/apps/{app}/keys", get(list_keys).post(create_key))

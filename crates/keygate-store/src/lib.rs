@@ -18,6 +18,7 @@ mod repo;
 mod rows;
 mod sqlite;
 mod validate;
+pub mod versions;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub use admin_tokens::{AdminRole, AdminTokenRecord};
 pub use crypto::{Keyring, MasterKey};
 pub use providers::{LoadedProvider, ProviderRecord, ProviderSecretMeta, ScriptVersion};
 pub use validate::limits;
+pub use versions::ConfigVersion;
 
 /// Errors of the store. Messages never contain a secret or a full connection password.
 #[derive(Debug, thiserror::Error)]
@@ -725,6 +727,46 @@ impl Store {
             return Err(validate::invalid("script.comment", "at most 1024 bytes"));
         }
         write_tx!(self, |tx| repo::add_script(tx, &self.actor, provider_id, source, comment))
+    }
+
+    /// Saves `document` (an exported configuration, secrets as references) as the tenant's next
+    /// version, unless it equals the latest version (then `None`: nothing changed).
+    pub async fn add_config_version(
+        &self,
+        tenant_id: &str,
+        comment: &str,
+        document: &str,
+    ) -> Result<Option<ConfigVersion>, StoreError> {
+        if document.len() > versions::MAX_DOCUMENT_BYTES {
+            return Err(validate::invalid("version.document", "too large"));
+        }
+        if comment.len() > 1024 {
+            return Err(validate::invalid("version.comment", "at most 1024 bytes"));
+        }
+        write_tx!(self, |tx| repo::add_version(tx, &self.actor, tenant_id, comment, document))
+    }
+
+    /// Every saved configuration version of a tenant, oldest first.
+    pub async fn list_config_versions(&self, tenant_id: &str) -> Result<Vec<ConfigVersion>, StoreError> {
+        read_tx!(self, |tx| repo::list_versions(tx, tenant_id))
+    }
+
+    /// Raises the publish fence for `ttl_secs`: while it is up, replicas keep their snapshot
+    /// (they do not load a half-applied change). `false` when another publish holds it.
+    pub async fn begin_publish(&self, ttl_secs: i64) -> Result<bool, StoreError> {
+        let until = now_secs() + ttl_secs.max(1);
+        write_tx!(self, |tx| repo::publish_begin(tx, until))
+    }
+
+    /// Lowers the fence and bumps the change counter: replicas load the whole change at once.
+    pub async fn end_publish(&self) -> Result<(), StoreError> {
+        write_tx!(self, |tx| repo::publish_end(tx))
+    }
+
+    /// The change counter and whether a publish fence is up (not expired), read together.
+    pub async fn change_state(&self) -> Result<(i64, bool), StoreError> {
+        let (v, until) = read_tx!(self, |tx| repo::change_state(tx))?;
+        Ok((v, until.is_some_and(|u| u >= now_secs())))
     }
 
     /// Every saved version of a provider's script, oldest first.

@@ -390,6 +390,7 @@ impl Tx for MySqlTx {
     crate::admin_tokens::admin_token_methods!(|_: usize| "?".to_string());
     crate::providers::provider_methods!(|_: usize| "?".to_string());
     crate::providers::script_methods!(|_: usize| "?".to_string());
+    crate::versions::version_methods!(|_: usize| "?".to_string());
 
     async fn commit(self) -> R<()> {
         Ok(self.0.commit().await?)

@@ -371,6 +371,7 @@ impl Tx for PgTx {
     crate::admin_tokens::admin_token_methods!(|n: usize| format!("${n}"));
     crate::providers::provider_methods!(|n: usize| format!("${n}"));
     crate::providers::script_methods!(|n: usize| format!("${n}"));
+    crate::versions::version_methods!(|n: usize| format!("${n}"));
 
     async fn commit(self) -> R<()> {
         Ok(self.0.commit().await?)

@@ -11,6 +11,7 @@ use crate::admin_tokens::AdminTokenRecord;
 use crate::providers::{LoadedProvider, ProviderRecord, ProviderSecretMeta, ScriptVersion, SealedSecret};
 use crate::rows::{to_json, CiphertextRow, StoredKey};
 use crate::validate::{invalid, limits};
+use crate::versions::ConfigVersion;
 use crate::{
     now_secs, AdminAuditEntry, AppRecord, KeyRecord, Keyring, Rotation, StoreError, TenantRecord, Upsert,
 };
@@ -90,6 +91,14 @@ pub(crate) trait Tx: Send + Sized {
 
     fn bump(&mut self) -> impl Future<Output = R<()>> + Send;
     fn counter(&mut self) -> impl Future<Output = R<i64>> + Send;
+    fn version_insert(&mut self, v: &ConfigVersion) -> impl Future<Output = R<()>> + Send;
+    fn version_list(&mut self, tenant_id: &str) -> impl Future<Output = R<Vec<ConfigVersion>>> + Send;
+    /// Sets the publish fence until `until` unless another live one holds it.
+    fn publish_begin(&mut self, until: i64, now: i64) -> impl Future<Output = R<bool>> + Send;
+    /// Lifts the fence and bumps the change counter (replicas reload once, to the whole change).
+    fn publish_end(&mut self) -> impl Future<Output = R<()>> + Send;
+    /// The change counter and the fence's expiry, read together.
+    fn change_state(&mut self) -> impl Future<Output = R<(i64, Option<i64>)>> + Send;
     fn audit_insert(&mut self, row: &AuditInsert<'_>) -> impl Future<Output = R<i64>> + Send;
     fn audit_list(&mut self, limit: i64, offset: i64)
         -> impl Future<Output = R<Vec<AdminAuditEntry>>> + Send;
@@ -607,6 +616,59 @@ pub(crate) async fn touch_last_used<T: Tx>(mut tx: T, batch: &[(String, i64)]) -
     let n = tx.touch(batch).await?;
     tx.commit().await?;
     Ok(n)
+}
+
+/// Saves `document` as the tenant's next version unless it equals the latest one (then `None`).
+pub(crate) async fn add_version<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    tenant_id: &str,
+    comment: &str,
+    document: &str,
+) -> R<Option<ConfigVersion>> {
+    if tx.tenant_get(tenant_id, true).await?.is_none() {
+        return Err(not_found("tenant", tenant_id));
+    }
+    let all = tx.version_list(tenant_id).await?;
+    if all.last().is_some_and(|v| v.document == document) {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let v = ConfigVersion {
+        tenant_id: tenant_id.to_string(),
+        version: all.last().map_or(1, |v| v.version + 1),
+        created_at: now_secs(),
+        created_by: actor.to_string(),
+        comment: comment.to_string(),
+        document: document.to_string(),
+    };
+    tx.version_insert(&v).await?;
+    tx.commit().await?;
+    Ok(Some(v))
+}
+
+pub(crate) async fn list_versions<T: Tx>(mut tx: T, tenant_id: &str) -> R<Vec<ConfigVersion>> {
+    let all = tx.version_list(tenant_id).await?;
+    tx.commit().await?;
+    Ok(all)
+}
+
+pub(crate) async fn publish_begin<T: Tx>(mut tx: T, until: i64) -> R<bool> {
+    let ok = tx.publish_begin(until, now_secs()).await?;
+    tx.commit().await?;
+    Ok(ok)
+}
+
+pub(crate) async fn publish_end<T: Tx>(mut tx: T) -> R<()> {
+    tx.publish_end().await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn change_state<T: Tx>(mut tx: T) -> R<(i64, Option<i64>)> {
+    let v = tx.change_state().await?;
+    tx.commit().await?;
+    Ok(v)
 }
 
 pub(crate) async fn change_counter<T: Tx>(mut tx: T) -> R<i64> {

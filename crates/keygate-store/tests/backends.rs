@@ -47,6 +47,7 @@ backend_tests!(
     concurrent_writers_do_not_lose_updates,
     admin_tokens_are_hashed_scoped_and_revocable,
     providers_and_write_only_secrets,
+    config_versions_and_the_publish_fence,
 );
 
 async fn run<F, Fut>(kind: Kind, case: F)
@@ -1055,5 +1056,44 @@ async fn providers_and_write_only_secrets(db: TestDb) {
     store.delete_provider("pay-1").await.unwrap();
     assert_not_found(store.get_provider("pay-1").await, "provider pay-1");
     assert!(store.load_providers().await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn config_versions_and_the_publish_fence(db: TestDb) {
+    let store = seeded(&db).await.with_actor("alice");
+    let doc1 = "version = 1\n[[tenants]]\nid = \"t1\"\nname = 'it''s \"quoted\" ü'\n";
+    let v1 = store.add_config_version("t1", "first", doc1).await.unwrap().unwrap();
+    assert_eq!((v1.version, v1.created_by.as_str(), v1.comment.as_str()), (1, "alice", "first"));
+    // The same document again is no new version.
+    assert!(store.add_config_version("t1", "again", doc1).await.unwrap().is_none());
+    let big = format!("{doc1}# {}\n", "x".repeat(200_000));
+    let v2 = store.add_config_version("t1", "", &big).await.unwrap().unwrap();
+    assert_eq!(v2.version, 2);
+    let all = store.list_config_versions("t1").await.unwrap();
+    assert_eq!(all.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(all[0].document, doc1, "documents round-trip byte for byte");
+    assert_eq!(all[1].document, big);
+    assert!(store.list_config_versions("t2").await.unwrap().is_empty());
+    assert_not_found(store.add_config_version("nope", "", doc1).await, "tenant nope");
+    assert_invalid(store.add_config_version("t1", &"c".repeat(2000), "x").await, "version.comment");
+
+    // The fence: one holder at a time; lowering it bumps the counter once.
+    let (c0, up) = store.change_state().await.unwrap();
+    assert!(!up);
+    assert!(store.begin_publish(60).await.unwrap());
+    assert!(!store.begin_publish(60).await.unwrap(), "a second publisher waits");
+    let (c1, up) = store.change_state().await.unwrap();
+    assert!(up);
+    assert_eq!(c1, c0, "raising the fence is not a change");
+    store.end_publish().await.unwrap();
+    let (c2, up) = store.change_state().await.unwrap();
+    assert!(!up);
+    assert_eq!(c2, c0 + 1);
+    // An expired fence (a publisher that died) does not block the next one.
+    assert!(store.begin_publish(1).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(!store.change_state().await.unwrap().1, "expired");
+    assert!(store.begin_publish(60).await.unwrap());
+    store.end_publish().await.unwrap();
     store.close().await;
 }

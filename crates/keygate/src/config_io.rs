@@ -154,7 +154,7 @@ async fn open(args: &StoreArgs) -> Result<Store> {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Default)]
-struct Doc {
+pub(crate) struct Doc {
     tenants: Vec<TenantRecord>,
     apps: Vec<AppRecord>,
     keys: Vec<KeyEntry>,
@@ -994,14 +994,37 @@ struct ProviderPlan {
     exists: bool,
 }
 
-async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) -> Result<u8> {
+/// What an import would do (the diff, in lines) and the writes that do it. Building it writes
+/// nothing: the document is validated and compared with the store first.
+pub(crate) struct Prepared {
+    pub lines: Vec<String>,
+    pub summary: String,
+    pub warnings: Vec<String>,
+    pub counts: [usize; 4],
+    ops: Vec<Op>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("summary", &self.summary).finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// True when applying would write nothing.
+    pub fn is_noop(&self) -> bool {
+        self.counts[0] + self.counts[1] + self.counts[2] == 0
+    }
+}
+
+pub(crate) async fn prepare(store: &Store, doc: Doc, base_dir: &Path, prune: bool) -> Result<Prepared> {
+    let opts = ImportOptions { dry_run: true, prune };
     check_document(&doc)?;
     validate_in_scratch_store(&doc).await?;
     check_keys_for_gateway(&doc)?;
     let cur = Current::load(store).await?;
-    let Plan { entries, ops, warnings, .. } = plan(store, &doc, &cur, base_dir, opts).await?;
-
-    let mut out = std::io::stdout().lock();
+    let Plan { entries, ops, warnings, .. } = plan(store, &doc, &cur, base_dir, &opts).await?;
+    let mut lines = Vec::new();
     let mut counts = [0usize; 4];
     for e in &entries {
         let (sign, word, slot) = match e.change {
@@ -1011,30 +1034,58 @@ async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) 
             Change::Same => ('=', "unchanged", 3),
         };
         counts[slot] += 1;
-        writeln!(out, "{sign} {word} {}", e.what)?;
+        lines.push(format!("{sign} {word} {}", e.what));
         for d in &e.details {
-            writeln!(out, "      {d}")?;
+            lines.push(format!("      {d}"));
         }
-    }
-    for w in &warnings {
-        eprintln!("warning: {w}");
     }
     let summary = format!(
         "{} to create, {} to update, {} to delete, {} unchanged",
         counts[0], counts[1], counts[2], counts[3]
     );
-    writeln!(out, "{summary}")?;
-    if opts.dry_run {
-        writeln!(out, "dry run: nothing was written")?;
-        return Ok(0);
-    }
-    drop(out);
-    for op in ops {
+    Ok(Prepared { lines, summary, warnings, counts, ops })
+}
+
+/// Applies a prepared import, one audited store write per object, in plan order.
+pub(crate) async fn apply_prepared(store: &Store, p: Prepared) -> Result<()> {
+    for op in p.ops {
         let label = op.label();
         apply(store, op).await.with_context(|| {
             format!("applying {label} (earlier writes are kept; re-run import to converge)")
         })?;
     }
+    Ok(())
+}
+
+/// A tenant's configuration as stored in a version: the export without its timestamp line, so
+/// the same configuration always gives the same document.
+pub(crate) async fn tenant_document(store: &Store, tenant: &str) -> Result<String> {
+    let text = export(store, &[tenant.to_string()]).await?;
+    Ok(text.lines().filter(|l| !l.starts_with("# exported_at:")).map(|l| format!("{l}\n")).collect())
+}
+
+/// Parses a stored or uploaded document.
+pub(crate) fn parse_document(text: &str) -> Result<Doc> {
+    parse(text)
+}
+
+async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) -> Result<u8> {
+    let p = prepare(store, doc, base_dir, opts.prune).await?;
+    let mut out = std::io::stdout().lock();
+    for l in &p.lines {
+        writeln!(out, "{l}")?;
+    }
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
+    writeln!(out, "{}", p.summary)?;
+    if opts.dry_run {
+        writeln!(out, "dry run: nothing was written")?;
+        return Ok(0);
+    }
+    drop(out);
+    let counts = p.counts;
+    apply_prepared(store, p).await?;
     println!(
         "applied: {} created, {} updated, {} deleted, {} unchanged (audited as {})",
         counts[0],

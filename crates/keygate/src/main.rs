@@ -15,6 +15,7 @@ mod outbound;
 mod serve;
 mod telemetry;
 mod time;
+mod versions;
 
 use std::path::PathBuf;
 

@@ -360,8 +360,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             let (total, changed) = import(&store, cfg, &opts.base_dir).await?;
             tracing::info!(keys = total, changed, "config imported");
             let cache = cache_path.as_deref().map(|p| (p, &*keyring));
+            // The counter is read before anything is loaded: if a write lands in between, the
+            // snapshot carries the older number and the reload loop loads the change whole.
+            let (before, _) = store.change_state().await?;
             let providers = if outbound_on { store.load_providers().await? } else { Vec::new() };
-            let snapshot = load_snapshot(&store, &routes, None, cache, &providers).await?;
+            let mut snapshot = load_snapshot(&store, &routes, None, cache, &providers).await?;
+            snapshot.version = snapshot.version.min(before);
             (Some(store), snapshot, providers)
         }
         Err(e) => {
@@ -566,6 +570,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 validate_key: Arc::new(validate_key),
                 validate_provider: Some(Arc::new(crate::outbound::validate_provider)),
                 script_tester: outbound.as_ref().map(|(_, out)| crate::outbound::tester(out.clone())),
+                versions: Some(Arc::new(crate::versions::Versions { base_dir: opts.base_dir.clone() })),
                 tokens: token_store.clone().map(|store| keygate_admin::TokenIssuer {
                     store,
                     max_ttl: Duration::from_secs(cfg.tokens.max_ttl_secs),
@@ -868,8 +873,9 @@ async fn reload_loop(
                 tracing::info!("store reachable again");
             }
             let Some(store) = r.store.as_ref() else { return Ok(None) };
-            let v = store.change_counter().await?;
-            if v == current {
+            // A publish (rollback, import) in progress: keep the snapshot until it is whole.
+            let (v, publishing) = store.change_state().await?;
+            if v == current || publishing {
                 return Ok::<_, anyhow::Error>(None);
             }
             let started = std::time::Instant::now();
@@ -877,6 +883,23 @@ async fn reload_loop(
             // Providers are read with the keys so the cache holds both from one moment.
             let providers = if r.outbound.is_some() { store.load_providers().await? } else { Vec::new() };
             let s = load_snapshot(store, &r.routes, Some(&gateway.snapshot()), cache, &providers).await?;
+            // Something changed while loading (or a publish began): providers (read first) and
+            // keys may come from different moments, or hold half a change. Drop it; the next
+            // round loads the whole change. (Comparing with `v`, read before anything was loaded,
+            // is what closes the race where providers were read just before a write and keys just
+            // after it: the snapshot then carried the new counter with the old providers, and no
+            // later poll saw a difference.)
+            let (after, publishing) = store.change_state().await?;
+            if after != v || s.version != v || publishing {
+                tracing::debug!(
+                    started = v,
+                    now = after,
+                    publishing,
+                    "store changed during reload; retrying"
+                );
+                nudge.notify_one();
+                return Ok(None);
+            }
             Ok(Some((s, providers, started.elapsed())))
         }
         .await;
