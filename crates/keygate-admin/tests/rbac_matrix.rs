@@ -55,7 +55,43 @@ const MATRIX: &[(&str, [u16; 7])] = &[
     ("POST /admin/apps/a2/user-tokens", [201, 201, 403, 404, 404, 401, 401]),
     ("POST /admin/apps/a1/tokens/revoke", [200, 200, 200, 404, 404, 401, 401]),
     ("POST /admin/api-tokens/revoke {fresh_a2_token}", [200, 200, 403, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/versions", [200, 200, 200, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/versions/1", [200, 200, 200, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/versions/1/diff", [200, 200, 200, 404, 404, 401, 401]),
+    ("POST /admin/tenants/t1/versions", [201, 201, 403, 404, 404, 401, 401]),
+    ("POST /admin/tenants/t1/versions/1/rollback", [200, 200, 403, 404, 404, 401, 401]),
 ];
+
+/// The binary records versions from exported documents; here the document is a counter, which is
+/// all the role checks need (the real hook is tested end to end in crates/keygate/tests).
+#[derive(Debug)]
+struct CountingVersions;
+
+impl keygate_admin::ConfigVersions for CountingVersions {
+    fn record<'a>(
+        &'a self,
+        store: &'a Store,
+        tenant: &'a str,
+        comment: &'a str,
+    ) -> keygate_admin::BoxFuture<'a, Result<Option<keygate_store::ConfigVersion>, String>> {
+        Box::pin(async move {
+            let n = store.list_config_versions(tenant).await.map_err(|e| e.to_string())?.len();
+            store.add_config_version(tenant, comment, &format!("doc {n}")).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn rollback<'a>(
+        &'a self,
+        _store: &'a Store,
+        _tenant: &'a str,
+        _document: &'a str,
+        _comment: &'a str,
+        _dry_run: bool,
+    ) -> keygate_admin::BoxFuture<'a, Result<keygate_admin::RollbackOutcome, keygate_admin::RollbackError>>
+    {
+        Box::pin(async { Ok(keygate_admin::RollbackOutcome::default()) })
+    }
+}
 
 /// One token store for the whole run, as one gateway process has.
 fn token_store() -> Arc<keygate_state::MemoryTokenStore> {
@@ -111,6 +147,7 @@ async fn fixture() -> Fixture {
         }
         tokens.push(Some(token.to_string()));
     }
+    store.add_config_version("t1", "seed", "doc 0").await.unwrap();
     let audit = keygate_audit::AuditDb::open(&url).await.unwrap();
     Fixture { store, audit, tokens, _dir: dir }
 }
@@ -176,6 +213,7 @@ async fn prepare(store: &Store, cell: &str, n: usize) -> (Method, String, Option
         ("POST", "/admin/tokens", Some("{gateway admin}")) => {
             Some(json!({"name": "g", "role": "gateway_admin"}))
         }
+        ("POST", p, _) if p.contains("/versions") => Some(json!({"comment": "matrix"})),
         ("POST", p, _) if p.ends_with("/user-tokens") => Some(json!({"user_id": format!("user{n}")})),
         ("POST", p, _) if p.ends_with("/tokens/revoke") => Some(json!({"user_id": "user1"})),
         ("POST", "/admin/api-tokens/revoke", Some("{fresh_a2_token}")) => {
@@ -212,6 +250,7 @@ async fn call(
     };
     let mut state = AdminState::new(fx.store.clone());
     state.audit = Some(fx.audit.clone());
+    state.versions = Some(Arc::new(CountingVersions));
     state.tokens = Some(keygate_admin::TokenIssuer {
         store: token_store(),
         default_ttl: std::time::Duration::from_secs(900),
@@ -367,7 +406,8 @@ async fn openapi_document_lists_every_route() {
             .replace("/apps/a1", "/apps/{app}")
             .replace("/apps/a2", "/apps/{app}")
             .replace("{fresh_key}", "{key}")
-            .replace("{fresh_t1_token}", "{id}");
+            .replace("{fresh_t1_token}", "{id}")
+            .replace("/versions/1", "/versions/{version}");
         assert!(paths.contains_key(&templ), "{templ} missing from the OpenAPI document");
     }
 }
