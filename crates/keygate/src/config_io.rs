@@ -1064,12 +1064,16 @@ pub(crate) async fn tenant_document(store: &Store, tenant: &str) -> Result<Strin
     Ok(text.lines().filter(|l| !l.starts_with("# exported_at:")).map(|l| format!("{l}\n")).collect())
 }
 
+/// How long an import or rollback may hold the publish fence; a dead publisher's fence expires.
+pub(crate) const PUBLISH_FENCE_SECS: i64 = 120;
+
 /// Parses a stored or uploaded document.
 pub(crate) fn parse_document(text: &str) -> Result<Doc> {
     parse(text)
 }
 
 async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) -> Result<u8> {
+    let tenants: Vec<String> = doc.tenants.iter().map(|t| t.id.clone()).collect();
     let p = prepare(store, doc, base_dir, opts.prune).await?;
     let mut out = std::io::stdout().lock();
     for l in &p.lines {
@@ -1085,7 +1089,24 @@ async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) 
     }
     drop(out);
     let counts = p.counts;
-    apply_prepared(store, p).await?;
+    if !p.is_noop() {
+        // Behind the publish fence: running replicas keep their snapshot until the whole
+        // document is written, then load it at once (docs/versions.md).
+        if !store.begin_publish(PUBLISH_FENCE_SECS).await? {
+            bail!("another change is being published (a rollback or an import); retry in a moment");
+        }
+        let applied = apply_prepared(store, p).await;
+        let ended = store.end_publish().await;
+        applied?;
+        ended?;
+        // Each tenant of the document gets a config version, as admin API changes do.
+        for t in &tenants {
+            let doc = tenant_document(store, t).await?;
+            if let Some(v) = store.add_config_version(t, "config import", &doc).await? {
+                println!("tenant {t}: version {}", v.version);
+            }
+        }
+    }
     println!(
         "applied: {} created, {} updated, {} deleted, {} unchanged (audited as {})",
         counts[0],

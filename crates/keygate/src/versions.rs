@@ -9,9 +9,6 @@ use keygate_store::{ConfigVersion, Store};
 
 use crate::config_io;
 
-/// How long a publish may hold the fence; a publisher that dies releases it by expiry.
-const FENCE_SECS: i64 = 120;
-
 #[derive(Debug)]
 pub struct Versions {
     /// For `secret = { file = … }` references, which stored versions never contain.
@@ -55,7 +52,11 @@ impl ConfigVersions for Versions {
                 return Ok(out);
             }
             if !prepared.is_noop() {
-                if !store.begin_publish(FENCE_SECS).await.map_err(|e| RollbackError::Failed(e.to_string()))? {
+                if !store
+                    .begin_publish(config_io::PUBLISH_FENCE_SECS)
+                    .await
+                    .map_err(|e| RollbackError::Failed(e.to_string()))?
+                {
                     return Err(RollbackError::Busy);
                 }
                 let applied = config_io::apply_prepared(store, prepared).await;

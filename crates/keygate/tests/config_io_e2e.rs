@@ -438,6 +438,8 @@ upstream = "http://{}"
     let (code, out, err) = import(cfg_s, &file, &["--prune"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("applied: 1 created, 1 updated, 1 deleted, 7 unchanged"), "{out}");
+    // The import became a config version of its tenant (docs/versions.md).
+    assert!(out.lines().any(|l| l.starts_with("tenant ") && l.contains(": version ")), "{out}");
     for s in &secrets {
         assert!(!out.contains(s.as_str()) && !err.contains(s.as_str()), "a secret was printed");
     }
