@@ -39,12 +39,13 @@ pub fn line_diff(old: &str, new: &str, context: usize) -> Vec<String> {
                 ops.push((' ', am[i]));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[at(i, j + 1)] >= lcs[at(i + 1, j)]) {
-                ops.push(('+', bm[j]));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
+                // Removals before additions, as diff(1) prints them.
                 ops.push(('-', am[i]));
                 i += 1;
+            } else {
+                ops.push(('+', bm[j]));
+                j += 1;
             }
         }
     }
@@ -81,9 +82,17 @@ mod tests {
     fn diffs_show_changes_with_context() {
         let old = "a\nb\nc\nd\ne\nf\ng\n";
         let new = "a\nb\nC\nd\ne\nf\ng\nh\n";
-        assert_eq!(line_diff(old, new, 1), ["b", "-c", "+C", "d", "@@", "g", "+h"]);
+        assert_eq!(line_diff(old, new, 1), [" b", "-c", "+C", " d", "@@", " g", "+h"]);
         assert!(line_diff(old, old, 3).is_empty());
         assert_eq!(line_diff("", "x\n", 3), ["+x"]);
         assert_eq!(line_diff("x\ny\n", "y\n", 0), ["-x"]);
+        // A replaced run: all removals, then all additions.
+        assert_eq!(line_diff("a\nb\nc\nz\n", "a\nB\nC\nz\n", 0), ["-b", "-c", "+B", "+C"]);
+        // Over the LCS bound the middle is shown as one replacement, never truncated.
+        let big_old: String = (0..MAX_MIDDLE + 1).map(|i| format!("o{i}\n")).collect();
+        let big_new: String = (0..MAX_MIDDLE + 1).map(|i| format!("n{i}\n")).collect();
+        let d = line_diff(&big_old, &big_new, 0);
+        assert_eq!(d.len(), 2 * (MAX_MIDDLE + 1));
+        assert!(d[0].starts_with('-') && d[d.len() - 1].starts_with('+'));
     }
 }
