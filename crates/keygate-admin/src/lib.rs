@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod console;
 mod diff;
 mod error;
 mod handlers;
@@ -142,6 +143,11 @@ impl AdminState {
 
 /// The admin API's routes.
 pub fn router(state: AdminState) -> Router {
+    api_router(state.clone()).merge(console::routes(state))
+}
+
+/// The admin API alone (the console calls it in-process).
+pub(crate) fn api_router(state: AdminState) -> Router {
     use handlers::*;
     Router::new()
         .route("/admin/openapi.json", get(openapi))
@@ -188,7 +194,10 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // Peer addresses reach the console's login throttle.
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A request id for envelopes: process-unique, time-ordered.

@@ -1,0 +1,814 @@
+// The web console: server-rendered pages on the admin listener, no JavaScript. Every page is built
+// from the admin API itself, called in-process with the session's admin token, so a page can show
+// or do exactly what the API allows that token — one RBAC, never a second implementation.
+// Sessions live in memory (HttpOnly, SameSite=Strict cookie); every form carries a per-session
+// CSRF token and must come from this origin; failed logins are throttled per client address.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use zeroize::Zeroizing;
+
+use crate::AdminState;
+
+const COOKIE: &str = "kg_console";
+const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// Failed logins allowed per client address per window.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const CSS: &str = include_str!("console.css");
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+struct Session {
+    token: Zeroizing<String>,
+    csrf: String,
+    expires: Instant,
+}
+
+struct Console {
+    /// The API router (without the console), called in-process.
+    api: Router,
+    sessions: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Console { .. }")
+    }
+}
+
+type Shared = Arc<Console>;
+
+/// The console's routes (`/console/...`), sharing the admin listener.
+pub fn routes(state: AdminState) -> Router {
+    let console = Arc::new(Console {
+        api: crate::api_router(state),
+        sessions: Mutex::default(),
+        failures: Mutex::default(),
+    });
+    Router::new()
+        .route("/console", get(|| async { redirect("/console/") }))
+        .route("/console/", get(overview))
+        .route("/console/console.css", get(css))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/tenants/{tenant}", get(tenant_page))
+        .route("/console/tenants/{tenant}/apps", post(create_app))
+        .route("/console/tenants/{tenant}/versions", get(versions_page))
+        .route("/console/tenants/{tenant}/versions/{version}", get(version_page))
+        .route("/console/tenants/{tenant}/versions/{version}/rollback", post(rollback))
+        .route("/console/apps/{app}", get(app_page))
+        .route("/console/apps/{app}/keys", post(create_key))
+        .route("/console/keys/{key}/{action}", post(key_action))
+        .with_state(console)
+}
+
+// ---- plumbing ----
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // A failing system RNG leaves zeros; the session id is then refused as a collision below.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    hex::encode(b)
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Path segments taken from API answers are URL-encoded before they go into links.
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn secure_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    secure_headers(&mut r);
+    r
+}
+
+fn html(status: StatusCode, title: &str, who: Option<&Value>, csrf: Option<&str>, body: &str) -> Response {
+    let mut nav = String::new();
+    if let (Some(w), Some(csrf)) = (who, csrf) {
+        let _ = write!(
+            nav,
+            r#"<nav><a href="/console/">Overview</a><span class="who">{name} · {role}{tenant}</span>
+<form method="post" action="/console/logout"><input type="hidden" name="csrf" value="{csrf}"><button>Log out</button></form></nav>"#,
+            name = esc(w["name"].as_str().unwrap_or("")),
+            role = esc(w["role"].as_str().unwrap_or("")),
+            tenant = w["tenant_id"].as_str().map(|t| format!(" of {}", esc(t))).unwrap_or_default(),
+            csrf = esc(csrf),
+        );
+    }
+    let page = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · keygate</title><link rel="stylesheet" href="/console/console.css"></head>
+<body><header><a class="brand" href="/console/">keygate</a>{nav}</header><main><h1>{title}</h1>{body}</main></body></html>"#,
+        title = esc(title),
+    );
+    let mut r = (status, page).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(&mut r);
+    r
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == COOKIE && v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_string())
+        })
+}
+
+/// A logged-in caller: the session's token, CSRF value and `whoami`.
+struct Caller {
+    token: Zeroizing<String>,
+    csrf: String,
+    who: Value,
+}
+
+impl Console {
+    async fn api(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let Ok(req) = req.body(body) else { return (StatusCode::BAD_REQUEST, Value::Null) };
+        let resp = match self.api.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// The session of this request, refreshed from the API (a revoked admin token ends it).
+    async fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        let id = session_id(headers)?;
+        let (token, csrf) = {
+            let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            s.retain(|_, v| v.expires > now);
+            let v = s.get(&id)?;
+            (v.token.clone(), v.csrf.clone())
+        };
+        let (status, who) = self.api(&token, Method::GET, "/admin/whoami", None).await;
+        if status != StatusCode::OK {
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            return None;
+        }
+        Some(Caller { token, csrf, who: who["token"].clone() })
+    }
+
+    /// For POSTs: a session, a matching CSRF token and a same-origin request.
+    async fn post_caller(&self, headers: &HeaderMap, csrf: &str) -> Result<Caller, Response> {
+        if !same_origin(headers) {
+            return Err(html(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                None,
+                None,
+                "<p>Cross-site form posts are refused.</p>",
+            ));
+        }
+        let Some(c) = self.caller(headers).await else { return Err(redirect("/console/login")) };
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(c.csrf.as_bytes(), csrf.as_bytes()).into();
+        if !ok {
+            return Err(html(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                Some(&c.who),
+                Some(&c.csrf),
+                "<p>The form expired; reload the page.</p>",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// `Origin` (or, without it, `Referer`) must name this host; SameSite=Strict already keeps the
+/// cookie off cross-site requests, this refuses them outright.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let authority =
+        from.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
+    !host.is_empty() && authority == host
+}
+
+fn api_error(c: &Caller, status: StatusCode, v: &Value) -> Response {
+    let status = if status.is_success() { StatusCode::INTERNAL_SERVER_ERROR } else { status };
+    let msg = v["message"].as_str().unwrap_or("the request failed");
+    let code = v["code"].as_str().unwrap_or("error");
+    html(
+        status,
+        if status == StatusCode::NOT_FOUND {
+            "Not found"
+        } else if status == StatusCode::FORBIDDEN {
+            "Not allowed"
+        } else {
+            "Error"
+        },
+        Some(&c.who),
+        Some(&c.csrf),
+        &format!(r#"<p class="error"><code>{}</code> {}</p>"#, esc(code), esc(msg)),
+    )
+}
+
+fn is_admin(who: &Value) -> bool {
+    matches!(who["role"].as_str(), Some("gateway_admin" | "tenant_admin"))
+}
+
+fn can_create_key(who: &Value, app: &str) -> bool {
+    is_admin(who) || who["app_grants"].as_array().is_some_and(|g| g.iter().any(|a| a == app))
+}
+
+fn csrf_field(csrf: &str) -> String {
+    format!(r#"<input type="hidden" name="csrf" value="{}">"#, esc(csrf))
+}
+
+fn time(v: &Value) -> String {
+    match v.as_i64() {
+        Some(t) => {
+            let days = t.div_euclid(86_400);
+            let secs = t.rem_euclid(86_400);
+            // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+            let z = days + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = doy - (153 * mp + 2) / 5 + 1;
+            let m = if mp < 10 { mp + 3 } else { mp - 9 };
+            let y = yoe + era * 400 + i64::from(m <= 2);
+            format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+        }
+        None => "—".into(),
+    }
+}
+
+// ---- pages ----
+
+async fn css() -> Response {
+    let mut r = CSS.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    r
+}
+
+async fn login_page() -> Response {
+    login_form(StatusCode::OK, "")
+}
+
+fn login_form(status: StatusCode, error: &str) -> Response {
+    let err =
+        if error.is_empty() { String::new() } else { format!(r#"<p class="error">{}</p>"#, esc(error)) };
+    html(
+        status,
+        "Log in",
+        None,
+        None,
+        &format!(
+            r#"{err}<form method="post" action="/console/login" class="card">
+<label for="token">Admin token</label><input id="token" name="token" type="password" autocomplete="off" required placeholder="kgadm_…">
+<button type="submit">Log in</button></form>
+<p class="hint">Create one with <code>keygate admin-token create</code> or ask your tenant admin. The console can do exactly what the token can do through the admin API.</p>"#
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(c): State<Shared>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return login_form(StatusCode::FORBIDDEN, "Cross-site form posts are refused.");
+    }
+    let ip = ext.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let now = Instant::now();
+    {
+        let mut fails = c.failures.lock().unwrap_or_else(|e| e.into_inner());
+        fails.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+        if fails.get(&ip).is_some_and(|(n, _)| *n >= MAX_FAILURES) {
+            let mut r = login_form(StatusCode::TOO_MANY_REQUESTS, "Too many failed logins; wait a minute.");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(FAILURE_WINDOW.as_secs()));
+            return r;
+        }
+    }
+    let token = Zeroizing::new(f.token.trim().to_string());
+    let (status, _) = c.api(&token, Method::GET, "/admin/whoami", None).await;
+    if status != StatusCode::OK {
+        let mut fails = c.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let e = fails.entry(ip).or_insert((0, now));
+        e.0 += 1;
+        return login_form(StatusCode::UNAUTHORIZED, "That token is not valid.");
+    }
+    let id = random_hex(32);
+    let csrf = random_hex(32);
+    {
+        let mut s = c.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if s.contains_key(&id) {
+            return login_form(StatusCode::INTERNAL_SERVER_ERROR, "Could not start a session; try again.");
+        }
+        s.insert(id.clone(), Session { token, csrf, expires: now + SESSION_TTL });
+    }
+    let mut r = redirect("/console/");
+    let secure = headers.get("x-forwarded-proto").is_some_and(|v| v == "https");
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(c): State<Shared>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    if c.post_caller(&headers, &f.csrf).await.is_ok() {
+        if let Some(id) = session_id(&headers) {
+            c.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        }
+    }
+    let mut r = redirect("/console/login");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("kg_console=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+async fn overview(State(c): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    let (s, tenants) = c.api(&me.token, Method::GET, "/admin/tenants", None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &tenants);
+    }
+    let mut rows = String::new();
+    for t in tenants.as_array().into_iter().flatten() {
+        let id = t["id"].as_str().unwrap_or("");
+        let (_, apps) =
+            c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/apps", seg(id)), None).await;
+        let n = apps.as_array().map_or(0, Vec::len);
+        let _ = write!(
+            rows,
+            r#"<tr><td><a href="/console/tenants/{l}">{id}</a></td><td>{name}</td><td class="num">{n}</td><td><a href="/console/tenants/{l}/versions">versions</a></td></tr>"#,
+            l = seg(id),
+            id = esc(id),
+            name = esc(t["name"].as_str().unwrap_or("")),
+        );
+    }
+    html(
+        StatusCode::OK,
+        "Overview",
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<section><h2>Tenants</h2><table><thead><tr><th>Tenant</th><th>Name</th><th class="num">Apps</th><th></th></tr></thead><tbody>{rows}</tbody></table></section>"#
+        ),
+    )
+}
+
+async fn tenant_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    let (s, apps) =
+        c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/apps", seg(&tenant)), None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &apps);
+    }
+    let mut rows = String::new();
+    for a in apps.as_array().into_iter().flatten() {
+        let id = a["id"].as_str().unwrap_or("");
+        let _ = write!(
+            rows,
+            r#"<tr><td><a href="/console/apps/{l}">{id}</a></td><td>{name}</td><td>{state}</td></tr>"#,
+            l = seg(id),
+            id = esc(id),
+            name = esc(a["name"].as_str().unwrap_or("")),
+            state = if a["enabled"] == true { "enabled" } else { r#"<span class="bad">disabled</span>"# },
+        );
+    }
+    let create = if is_admin(&me.who) {
+        format!(
+            r#"<form method="post" action="/console/tenants/{t}/apps" class="card inline">{csrf}
+<label for="app-id">New app id</label><input id="app-id" name="id" required pattern="[A-Za-z0-9._-]{{1,64}}">
+<label for="app-name">Name</label><input id="app-name" name="name"><button type="submit">Create app</button></form>"#,
+            t = seg(&tenant),
+            csrf = csrf_field(&me.csrf)
+        )
+    } else {
+        String::new()
+    };
+    html(
+        StatusCode::OK,
+        &format!("Tenant {tenant}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p><a href="/console/tenants/{t}/versions">Config versions</a></p><section><h2>Apps</h2><table><thead><tr><th>App</th><th>Name</th><th>State</th></tr></thead><tbody>{rows}</tbody></table></section>{create}"#,
+            t = seg(&tenant)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct AppForm {
+    csrf: String,
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_app(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Form(f): Form<AppForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let mut body = json!({"id": f.id});
+    if !f.name.is_empty() {
+        body["name"] = f.name.into();
+    }
+    let (s, v) =
+        c.api(&me.token, Method::POST, &format!("/admin/tenants/{}/apps", seg(&tenant)), Some(body)).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    redirect(&format!("/console/apps/{}", seg(v["id"].as_str().unwrap_or(""))))
+}
+
+async fn app_page(State(c): State<Shared>, headers: HeaderMap, Path(app): Path<String>) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    app_view(&c, &me, &app, None).await
+}
+
+async fn app_view(c: &Console, me: &Caller, app: &str, shown: Option<(String, String)>) -> Response {
+    let (s, a) = c.api(&me.token, Method::GET, &format!("/admin/apps/{}", seg(app)), None).await;
+    if !s.is_success() {
+        return api_error(me, s, &a);
+    }
+    let (s, keys) = c.api(&me.token, Method::GET, &format!("/admin/apps/{}/keys", seg(app)), None).await;
+    if !s.is_success() {
+        return api_error(me, s, &keys);
+    }
+    let admin = is_admin(&me.who);
+    let mut rows = String::new();
+    for k in keys.as_array().into_iter().flatten() {
+        let ak = k["access_key"].as_str().unwrap_or("");
+        let enabled = k["enabled"] == true;
+        let mut actions = String::new();
+        if admin {
+            for (action, label) in [
+                ("rotate", "Rotate"),
+                (if enabled { "revoke" } else { "enable" }, if enabled { "Revoke" } else { "Enable" }),
+            ] {
+                let _ = write!(
+                    actions,
+                    r#"<form method="post" action="/console/keys/{l}/{action}" class="inline">{csrf}<button class="{action}">{label}</button></form>"#,
+                    l = seg(ak),
+                    csrf = csrf_field(&me.csrf)
+                );
+            }
+        }
+        let _ = write!(
+            rows,
+            r#"<tr><td><code>{ak}</code></td><td>{scheme}</td><td>{policy}</td><td>{state}</td><td>{used}</td><td>{actions}</td></tr>"#,
+            ak = esc(ak),
+            scheme = esc(k["scheme"].as_str().unwrap_or("")),
+            policy = esc(k["auth_policy"].as_str().unwrap_or("")),
+            state = if enabled {
+                "enabled".to_string()
+            } else {
+                r#"<span class="bad">revoked</span>"#.to_string()
+            },
+            used = time(&k["last_used_at"]),
+        );
+    }
+    let secret = match shown {
+        Some((ak, secret)) => format!(
+            r#"<section class="card secret"><h2>New secret — shown once</h2><p>Access key <code id="access-key">{}</code></p>
+<p>Secret <code id="secret">{}</code></p><p class="hint">Copy it now: keygate stores it encrypted and will never show it again.</p></section>"#,
+            esc(&ak),
+            esc(&secret)
+        ),
+        None => String::new(),
+    };
+    let create = if can_create_key(&me.who, app) {
+        format!(
+            r#"<form method="post" action="/console/apps/{l}/keys" class="card inline">{csrf}
+<label for="key-desc">Description</label><input id="key-desc" name="description">
+<label for="key-policy">Auth</label><select id="key-policy" name="auth_policy"><option>signature</option><option>token</option><option>both</option></select>
+<button type="submit">Create key</button></form>"#,
+            l = seg(app),
+            csrf = csrf_field(&me.csrf)
+        )
+    } else {
+        String::new()
+    };
+    let tenant = a["tenant_id"].as_str().unwrap_or("");
+    html(
+        StatusCode::OK,
+        &format!("App {app}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p>Tenant <a href="/console/tenants/{tl}">{t}</a> · {state}</p>{secret}<section><h2>Keys</h2><table><thead><tr><th>Access key</th><th>Scheme</th><th>Auth</th><th>State</th><th>Last used</th><th></th></tr></thead><tbody>{rows}</tbody></table></section>{create}"#,
+            tl = seg(tenant),
+            t = esc(tenant),
+            state = if a["enabled"] == true { "enabled" } else { "disabled" },
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    csrf: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    auth_policy: String,
+}
+
+async fn create_key(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    Form(f): Form<KeyForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let mut body = json!({"description": f.description});
+    if !f.auth_policy.is_empty() {
+        body["auth_policy"] = f.auth_policy.into();
+    }
+    let (s, v) = c.api(&me.token, Method::POST, &format!("/admin/apps/{}/keys", seg(&app)), Some(body)).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let shown = v["secret"]
+        .as_str()
+        .map(|sec| (v["key"]["access_key"].as_str().unwrap_or("").to_string(), sec.to_string()));
+    app_view(&c, &me, &app, shown).await
+}
+
+async fn key_action(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((key, action)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    if !matches!(action.as_str(), "rotate" | "revoke" | "enable") {
+        return html(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            Some(&me.who),
+            Some(&me.csrf),
+            "<p>No such action.</p>",
+        );
+    }
+    let body = (action == "rotate").then(|| json!({}));
+    let (s, v) = c.api(&me.token, Method::POST, &format!("/admin/keys/{}/{action}", seg(&key)), body).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let app = if action == "rotate" { v["new"]["app_id"].as_str() } else { v["app_id"].as_str() }
+        .unwrap_or("")
+        .to_string();
+    let shown = (action == "rotate")
+        .then(|| {
+            v["secret"]
+                .as_str()
+                .map(|sec| (v["new"]["access_key"].as_str().unwrap_or("").to_string(), sec.to_string()))
+        })
+        .flatten();
+    app_view(&c, &me, &app, shown).await
+}
+
+async fn versions_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    let (s, list) =
+        c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/versions", seg(&tenant)), None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &list);
+    }
+    let mut rows = String::new();
+    for v in list.as_array().into_iter().flatten() {
+        let n = v["version"].as_i64().unwrap_or(0);
+        let _ = write!(
+            rows,
+            r#"<tr><td class="num"><a href="/console/tenants/{t}/versions/{n}">v{n}</a></td><td>{when}</td><td>{by}</td><td>{comment}</td></tr>"#,
+            t = seg(&tenant),
+            when = time(&v["created_at"]),
+            by = esc(v["created_by"].as_str().unwrap_or("")),
+            comment = esc(v["comment"].as_str().unwrap_or("")),
+        );
+    }
+    html(
+        StatusCode::OK,
+        &format!("Config versions of {tenant}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p><a href="/console/tenants/{t}">Back to the tenant</a></p><table><thead><tr><th class="num">Version</th><th>When</th><th>By</th><th>Change</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            t = seg(&tenant)
+        ),
+    )
+}
+
+async fn version_page(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, version)): Path<(String, i64)>,
+) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    version_view(&c, &me, &tenant, version, "").await
+}
+
+async fn version_view(c: &Console, me: &Caller, tenant: &str, version: i64, notice: &str) -> Response {
+    let base = format!("/admin/tenants/{}/versions/{version}", seg(tenant));
+    let (s, d) = c.api(&me.token, Method::GET, &format!("{base}/diff"), None).await;
+    if !s.is_success() {
+        return api_error(me, s, &d);
+    }
+    let mut lines = String::new();
+    for l in d["diff"].as_array().into_iter().flatten() {
+        let l = l.as_str().unwrap_or("");
+        let class = match l.chars().next() {
+            Some('+') => "add",
+            Some('-') => "del",
+            Some('@') => "hunk",
+            _ => "ctx",
+        };
+        // Block-level spans: no newline between them, or `pre` shows an empty line each.
+        let _ = write!(lines, r#"<span class="{class}">{}</span>"#, esc(l));
+    }
+    if lines.is_empty() {
+        lines.push_str("(no change from the previous version)");
+    }
+    let rollback = if is_admin(&me.who) {
+        format!(
+            r#"<form method="post" action="/console/tenants/{t}/versions/{version}/rollback" class="card inline">{csrf}
+<label for="rb-comment">Comment</label><input id="rb-comment" name="comment"><button type="submit" class="rollback">Roll back to v{version}</button></form>"#,
+            t = seg(tenant),
+            csrf = csrf_field(&me.csrf)
+        )
+    } else {
+        String::new()
+    };
+    html(
+        StatusCode::OK,
+        &format!("{tenant} v{version}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"{notice}<p><a href="/console/tenants/{t}/versions">All versions</a></p><h2>Changes from v{from}</h2><pre class="diff">{lines}</pre>{rollback}"#,
+            t = seg(tenant),
+            from = d["from"].as_i64().unwrap_or(version - 1),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    csrf: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn rollback(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, version)): Path<(String, i64)>,
+    Form(f): Form<RollbackForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let path = format!("/admin/tenants/{}/versions/{version}/rollback", seg(&tenant));
+    let (s, v) = c.api(&me.token, Method::POST, &path, Some(json!({"comment": f.comment}))).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let mut notice = format!(
+        r#"<section class="card ok"><h2>Rolled back</h2><p id="rollback-summary">{}</p><pre class="diff">"#,
+        esc(v["summary"].as_str().unwrap_or(""))
+    );
+    for l in
+        v["plan"].as_array().into_iter().flatten().filter_map(Value::as_str).filter(|l| !l.starts_with('='))
+    {
+        let _ = writeln!(notice, "{}", esc(l));
+    }
+    notice.push_str("</pre></section>");
+    match v["version"]["version"].as_i64() {
+        Some(n) => version_view(&c, &me, &tenant, n, &notice).await,
+        None => version_view(&c, &me, &tenant, version, &notice).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_origins() {
+        assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(seg("a b/../c"), "a%20b%2F..%2Fc");
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9090"));
+        assert!(!same_origin(&h), "no Origin and no Referer");
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:9090"));
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(!same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:9090.evil.example"));
+        assert!(!same_origin(&h));
+        assert_eq!(time(&json!(1_764_000_000)), "2025-11-24 16:00 UTC");
+        assert_eq!(time(&Value::Null), "—");
+    }
+}

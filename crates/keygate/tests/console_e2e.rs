@@ -1,0 +1,74 @@
+// The web console in a real browser: starts keygate (admin listener + an inbound route), makes
+// the tenants and admin tokens of three roles, then runs tests/console/console.mjs, which drives
+// Debian's headless Chromium through the console with playwright-core (scripts/test installs
+// both). With KEYGATE_SCREENSHOTS=<dir> the main pages are saved there (docs/img holds a set).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium() {
+    let up = start_upstream();
+    let cfg = format!(
+        r#"
+[server]
+admin = "127.0.0.1:0"
+reload_interval_ms = 100
+[store]
+url = "sqlite://{{dir}}/keygate.db"
+[[routes]]
+path_prefix = "/api"
+upstream = "http://{up}"
+"#,
+        up = up.addr()
+    );
+    let kg = start_keygate(&cfg, &[]);
+    let cfg_path = kg.dir.path().join("keygate.toml");
+    let token = |args: &[&str]| {
+        let mut all = vec!["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--json"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = cli(&all, &[]);
+        assert!(ok, "{err}");
+        let t = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+        note_secret(&t);
+        t
+    };
+    let admin = token(&["--name", "ops"]);
+    let adm = kg.admin.unwrap();
+    for (t, name) in [("t1", "Tenant One"), ("t2", "Tenant Two")] {
+        assert_eq!(
+            admin_call(adm, &admin, "POST", "/admin/tenants", Some(json!({"id": t, "name": name}))).await.0,
+            201
+        );
+    }
+    assert_eq!(
+        admin_call(adm, &admin, "POST", "/admin/tenants/t1/apps", Some(json!({"id": "shop"}))).await.0,
+        201
+    );
+    let t1_dev = token(&["--name", "dev", "--role", "tenant_developer", "--tenant", "t1", "--grant", "shop"]);
+    let t2_admin = token(&["--name", "other", "--role", "tenant_admin", "--tenant", "t2"]);
+
+    let shots = std::env::var("KEYGATE_SCREENSHOTS").ok();
+    let script = repo_root().join("tests/console/console.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("KG_ADMIN", format!("http://{adm}"))
+        .env("KG_INBOUND", format!("http://{}", kg.addr))
+        .env("KG_TOKENS", json!({"admin": admin, "t1_dev": t1_dev, "t2_admin": t2_admin}).to_string())
+        .env("KG_SHOTS", shots.unwrap_or_default())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "console.mjs failed:\n{stdout}\n{stderr}\n--- keygate log ---\n{}",
+        kg.logs()
+    );
+    assert!(stdout.contains("console e2e ok"), "{stdout}");
+}
