@@ -129,6 +129,37 @@ try {
   }
   assert.equal(status, 200, 'after the rollback the key works again');
 
+  step = 'provider: write-only binding, script editor with versions, test run';
+  await page.goto(`${ADMIN}/console/tenants/t1`);
+  await page.click('a[href="/console/providers/sigpay"]');
+  assert.match(await page.textContent('p.error'), /Missing: ApiKey/);
+  assert.ok(await page.isVisible('pre.code .js-helper'), 'the script is highlighted');
+  const bindingValue = 'console-binding-value-0123456789';
+  await page.fill('#secret-name', 'ApiKey');
+  await page.fill('#secret-value', bindingValue);
+  await page.click('text=Store (write-only)');
+  assert.equal(await page.locator('p.error').count(), 0, 'no binding missing any more');
+  assert.ok(!(await page.content()).includes(bindingValue), 'a stored binding is never shown');
+  assert.equal(await page.locator('td code', { hasText: 'ApiKey' }).count(), 1);
+  const edited = (await page.inputValue('#script-source')).replace("'X-Sign'", "'X-Signature'");
+  await page.fill('#script-source', edited);
+  await page.fill('#script-comment', 'rename the header');
+  await page.click('text=Save version');
+  assert.equal(await page.locator('tbody tr', { hasText: 'rename the header' }).locator('text=active').count(), 1);
+  await page.fill('#tr-path', '/pay');
+  await page.fill('#tr-body', '{"amount": 1, "order": "A-1"}');
+  await page.click('form[action="/console/providers/sigpay/test-run"] button');
+  const outgoing = await page.textContent('#test-run-request');
+  assert.match(outgoing, /^POST http:\/\/127\.0\.0\.1:9\/pay/);
+  assert.match(outgoing, /x-signature: [0-9a-f]{64}/i, 'the edited script ran');
+  assert.ok(!outgoing.includes(bindingValue), 'test runs never see real bindings');
+  await shot(page, 'console-provider');
+  // Roll the script back to v1 in one click.
+  await page.click('form[action="/console/providers/sigpay/scripts/1/activate"] button');
+  await page.fill('#tr-path', '/pay');
+  await page.click('form[action="/console/providers/sigpay/test-run"] button');
+  assert.match(await page.textContent('#test-run-request'), /x-sign: [0-9a-f]{64}/i);
+
   step = 'cross-site and forged posts are refused';
   const forged = await page.request.post(`${ADMIN}/console/keys/${newKey}/revoke`, {
     form: { csrf: 'wrong' }, headers: { origin: ADMIN },

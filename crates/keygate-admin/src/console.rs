@@ -75,6 +75,12 @@ pub fn routes(state: AdminState) -> Router {
         .route("/console/apps/{app}", get(app_page))
         .route("/console/apps/{app}/keys", post(create_key))
         .route("/console/keys/{key}/{action}", post(key_action))
+        .route("/console/providers/{id}", get(provider_page))
+        .route("/console/providers/{id}/secrets", post(set_secret))
+        .route("/console/providers/{id}/secrets/{name}/delete", post(delete_secret))
+        .route("/console/providers/{id}/script", post(save_script))
+        .route("/console/providers/{id}/scripts/{version}/activate", post(activate_script))
+        .route("/console/providers/{id}/test-run", post(test_run))
         .with_state(console)
 }
 
@@ -474,6 +480,30 @@ async fn tenant_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): 
     } else {
         String::new()
     };
+    let (_, providers) =
+        c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/providers", seg(&tenant)), None).await;
+    let mut prows = String::new();
+    for p in providers.as_array().into_iter().flatten() {
+        let id = p["id"].as_str().unwrap_or("");
+        let missing: Vec<&str> =
+            p["missing_bindings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let _ = write!(
+            prows,
+            r#"<tr><td><a href="/console/providers/{l}">{id}</a></td><td>{recipe}</td><td>{base}</td><td>{missing}</td></tr>"#,
+            l = seg(id),
+            id = esc(id),
+            recipe = esc(p["config"]["recipe"]["type"].as_str().unwrap_or("")),
+            base = esc(p["config"]["base_url"].as_str().unwrap_or("")),
+            missing = if missing.is_empty() {
+                "—".to_string()
+            } else {
+                format!(r#"<span class="bad">{}</span>"#, esc(&missing.join(", ")))
+            },
+        );
+    }
+    let create = format!(
+        r#"{create}<section><h2>Outbound providers</h2><table><thead><tr><th>Provider</th><th>Recipe</th><th>Base URL</th><th>Missing bindings</th></tr></thead><tbody>{prows}</tbody></table></section>"#
+    );
     html(
         StatusCode::OK,
         &format!("Tenant {tenant}"),
@@ -796,6 +826,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scripts_are_highlighted_and_escaped() {
+        let h = highlight_js("function (a) { // <b>\n return sha256('x\\'y') + 42; /* c */ }");
+        assert!(h.contains(r#"<span class="js-keyword">function</span>"#), "{h}");
+        assert!(h.contains(r#"<span class="js-comment">// &lt;b&gt;</span>"#), "{h}");
+        assert!(h.contains(r#"<span class="js-helper">sha256</span>"#), "{h}");
+        assert!(h.contains(r#"<span class="js-string">&#39;x\&#39;y&#39;</span>"#), "{h}");
+        assert!(h.contains(r#"<span class="js-number">42</span>"#), "{h}");
+        assert!(h.contains(r#"<span class="js-comment">/* c */</span>"#), "{h}");
+        assert!(!h.contains("<b>"));
+        // Unterminated strings and comments end at the end of the text.
+        assert!(highlight_js("'abc").ends_with("</span>"));
+        assert!(highlight_js("/* x").ends_with("</span>"));
+    }
+
+    #[test]
     fn escaping_and_origins() {
         assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
         assert_eq!(seg("a b/../c"), "a%20b%2F..%2Fc");
@@ -811,4 +856,429 @@ mod tests {
         assert_eq!(time(&json!(1_764_000_000)), "2025-11-24 16:00 UTC");
         assert_eq!(time(&Value::Null), "—");
     }
+}
+
+// ---- outbound providers ----
+
+/// Server-side highlighting of a recipe script (no JavaScript on the page): comments, strings,
+/// numbers, keywords and the helper names a script can call.
+fn highlight_js(src: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "function",
+        "return",
+        "var",
+        "let",
+        "const",
+        "if",
+        "else",
+        "for",
+        "while",
+        "new",
+        "true",
+        "false",
+        "null",
+        "undefined",
+        "typeof",
+        "throw",
+        "try",
+        "catch",
+        "of",
+        "in",
+    ];
+    const HELPERS: &[&str] = &[
+        "md5",
+        "sha1",
+        "sha256",
+        "hmac_sha256",
+        "hmac_sha1",
+        "aes_cbc_pkcs5_encrypt",
+        "aes_cbc_pkcs5_decrypt",
+        "aes_gcm_encrypt",
+        "aes_gcm_decrypt",
+        "rsa_sign_sha256",
+        "base64_encode",
+        "base64_decode",
+        "hex_encode",
+        "url_encode",
+        "uuid",
+        "now_ms",
+        "token_load",
+        "token_save",
+        "http_post_json",
+    ];
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let span = |out: &mut String, class: &str, text: &str| {
+        let _ = write!(out, r#"<span class="js-{class}">{}</span>"#, esc(text));
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let rest = |j: usize| chars[i..j.min(chars.len())].iter().collect::<String>();
+        if c == '/' && chars.get(i + 1) == Some(&'/') {
+            let end = (i..chars.len()).find(|&j| chars[j] == '\n').unwrap_or(chars.len());
+            span(&mut out, "comment", &rest(end));
+            i = end;
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            let end = (i + 2..chars.len().saturating_sub(1))
+                .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                .map_or(chars.len(), |j| j + 2);
+            span(&mut out, "comment", &rest(end));
+            i = end;
+        } else if c == '"' || c == '\'' || c == '`' {
+            let mut j = i + 1;
+            while j < chars.len() && chars[j] != c {
+                j += if chars[j] == '\\' { 2 } else { 1 };
+            }
+            let end = (j + 1).min(chars.len());
+            span(&mut out, "string", &rest(end));
+            i = end;
+        } else if c.is_ascii_digit() {
+            let end = (i..chars.len())
+                .find(|&j| !(chars[j].is_ascii_alphanumeric() || chars[j] == '.'))
+                .unwrap_or(chars.len());
+            span(&mut out, "number", &rest(end));
+            i = end;
+        } else if c.is_alphabetic() || c == '_' || c == '$' {
+            let end = (i..chars.len())
+                .find(|&j| !(chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '$'))
+                .unwrap_or(chars.len());
+            let word = rest(end);
+            if KEYWORDS.contains(&word.as_str()) {
+                span(&mut out, "keyword", &word);
+            } else if HELPERS.contains(&word.as_str()) {
+                span(&mut out, "helper", &word);
+            } else {
+                out.push_str(&esc(&word));
+            }
+            i = end;
+        } else {
+            out.push_str(&esc(&c.to_string()));
+            i += 1;
+        }
+    }
+    out
+}
+
+async fn provider_page(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    provider_view(&c, &me, &id, "").await
+}
+
+async fn provider_view(c: &Console, me: &Caller, id: &str, result: &str) -> Response {
+    let (s, p) = c.api(&me.token, Method::GET, &format!("/admin/providers/{}", seg(id)), None).await;
+    if !s.is_success() {
+        return api_error(me, s, &p);
+    }
+    let admin = is_admin(&me.who);
+    let l = seg(id);
+    let csrf = csrf_field(&me.csrf);
+    let mut secrets = String::new();
+    for sec in p["secrets"].as_array().into_iter().flatten() {
+        let name = sec["name"].as_str().unwrap_or("");
+        let del = if admin {
+            format!(
+                r#"<form method="post" action="/console/providers/{l}/secrets/{n}/delete" class="inline">{csrf}<button class="revoke">Delete</button></form>"#,
+                n = seg(name)
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            secrets,
+            r#"<tr><td><code>{name}</code></td><td class="num">{size} B</td><td>{when}</td><td>{del}</td></tr>"#,
+            name = esc(name),
+            size = sec["byte_len"].as_i64().or(sec["size"].as_i64()).unwrap_or(0),
+            when = time(&sec["updated_at"]),
+        );
+    }
+    let missing: Vec<&str> =
+        p["missing_bindings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let set_secret = if admin {
+        format!(
+            r#"<form method="post" action="/console/providers/{l}/secrets" class="card inline" autocomplete="off">{csrf}
+<label for="secret-name">Binding</label><input id="secret-name" name="name" required pattern="[A-Za-z0-9_.-]{{1,64}}" value="{first}">
+<label for="secret-value">Value</label><input id="secret-value" name="value" type="password" required autocomplete="new-password">
+<label for="secret-enc">Encoding</label><select id="secret-enc" name="encoding"><option>utf8</option><option>base64</option><option>hex</option></select>
+<button type="submit">Store (write-only)</button></form>"#,
+            first = esc(missing.first().copied().unwrap_or(""))
+        )
+    } else {
+        String::new()
+    };
+    let recipe = &p["config"]["recipe"];
+    let mut doc = p["config"].clone();
+    if let Some(r) = doc.get_mut("recipe").and_then(Value::as_object_mut) {
+        r.remove("source");
+    }
+    let mut script = String::new();
+    if recipe["type"] == "script" {
+        let src = recipe["source"].as_str().unwrap_or("");
+        let (_, versions) =
+            c.api(&me.token, Method::GET, &format!("/admin/providers/{l}/scripts"), None).await;
+        let mut vrows = String::new();
+        for v in versions["versions"].as_array().or(versions.as_array()).into_iter().flatten().rev() {
+            let n = v["version"].as_i64().unwrap_or(0);
+            let active = v["active"] == true || recipe["version"].as_i64() == Some(n);
+            let act = if admin && !active {
+                format!(
+                    r#"<form method="post" action="/console/providers/{l}/scripts/{n}/activate" class="inline">{csrf}<button class="rotate">Activate</button></form>"#
+                )
+            } else if active {
+                "active".to_string()
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                vrows,
+                r#"<tr><td class="num">v{n}</td><td>{when}</td><td>{by}</td><td>{comment}</td><td>{act}</td></tr>"#,
+                when = time(&v["created_at"]),
+                by = esc(v["created_by"].as_str().unwrap_or("")),
+                comment = esc(v["comment"].as_str().unwrap_or("")),
+            );
+        }
+        let editor = if admin {
+            format!(
+                r#"<form method="post" action="/console/providers/{l}/script" class="card">{csrf}
+<label for="script-source">Edit (saved as a new version after validation)</label>
+<textarea id="script-source" name="source" rows="14" spellcheck="false">{src}</textarea>
+<div class="inline"><label for="script-comment">Comment</label><input id="script-comment" name="comment"><button type="submit">Save version</button></div></form>"#,
+                src = esc(src)
+            )
+        } else {
+            String::new()
+        };
+        script = format!(
+            r#"<section><h2>Script</h2><pre class="code">{hl}</pre>{editor}<table><thead><tr><th class="num">Version</th><th>When</th><th>By</th><th>Comment</th><th></th></tr></thead><tbody>{vrows}</tbody></table></section>"#,
+            hl = highlight_js(src)
+        );
+    }
+    let test_run = format!(
+        r#"<section><h2>Test run</h2><p class="hint">Runs the recipe on a sample request with stand-in bindings and mocked host calls; contacts no provider, shows no secret.</p>
+<form method="post" action="/console/providers/{l}/test-run" class="card">{csrf}
+<div class="inline"><label for="tr-method">Method</label><select id="tr-method" name="method"><option>POST</option><option>GET</option><option>PUT</option></select>
+<label for="tr-path">Path</label><input id="tr-path" name="path" value="/"></div>
+<label for="tr-body">Body</label><textarea id="tr-body" name="body" rows="4" spellcheck="false">{{}}</textarea>
+<label for="tr-mocks">Mocked responses (JSON list of {{"url", "status", "body"}})</label><textarea id="tr-mocks" name="mocks" rows="3" spellcheck="false">[]</textarea>
+<button type="submit">Run</button></form>{result}</section>"#
+    );
+    html(
+        StatusCode::OK,
+        &format!("Provider {id}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p>Tenant <a href="/console/tenants/{tl}">{t}</a> · recipe <code>{rt}</code></p>
+<section><h2>Bindings (write-only)</h2>{missing}<table><thead><tr><th>Name</th><th class="num">Size</th><th>Updated</th><th></th></tr></thead><tbody>{secrets}</tbody></table>{set_secret}</section>
+{script}{test_run}<section><h2>Document</h2><pre class="code">{doc}</pre></section>"#,
+            tl = seg(p["tenant_id"].as_str().unwrap_or("")),
+            t = esc(p["tenant_id"].as_str().unwrap_or("")),
+            rt = esc(recipe["type"].as_str().unwrap_or("")),
+            missing = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    r#"<p class="error">Missing: {} — calls fail with <code>binding_missing</code>.</p>"#,
+                    esc(&missing.join(", "))
+                )
+            },
+            doc = esc(&serde_json::to_string_pretty(&doc).unwrap_or_default()),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct SecretForm {
+    csrf: String,
+    name: String,
+    value: Zeroizing<String>,
+    #[serde(default)]
+    encoding: String,
+}
+
+async fn set_secret(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<SecretForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let encoding = if f.encoding.is_empty() { "utf8".to_string() } else { f.encoding.clone() };
+    let body = json!({"value": f.value.as_str(), "encoding": encoding});
+    let (s, v) = c
+        .api(
+            &me.token,
+            Method::PUT,
+            &format!("/admin/providers/{}/secrets/{}", seg(&id), seg(&f.name)),
+            Some(body),
+        )
+        .await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    provider_view(&c, &me, &id, "").await
+}
+
+async fn delete_secret(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((id, name)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let (s, v) = c
+        .api(
+            &me.token,
+            Method::DELETE,
+            &format!("/admin/providers/{}/secrets/{}", seg(&id), seg(&name)),
+            None,
+        )
+        .await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    provider_view(&c, &me, &id, "").await
+}
+
+#[derive(Deserialize)]
+struct ScriptForm {
+    csrf: String,
+    source: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn save_script(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ScriptForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    // Browsers submit textarea lines with CRLF; scripts are stored with LF.
+    let body = json!({"source": f.source.replace("\r\n", "\n"), "comment": f.comment});
+    let (s, v) =
+        c.api(&me.token, Method::POST, &format!("/admin/providers/{}/scripts", seg(&id)), Some(body)).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    provider_view(&c, &me, &id, "").await
+}
+
+async fn activate_script(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((id, version)): Path<(String, i64)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let (s, v) = c
+        .api(
+            &me.token,
+            Method::POST,
+            &format!("/admin/providers/{}/scripts/{version}/activate", seg(&id)),
+            None,
+        )
+        .await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    provider_view(&c, &me, &id, "").await
+}
+
+#[derive(Deserialize)]
+struct TestRunForm {
+    csrf: String,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    mocks: String,
+}
+
+async fn test_run(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<TestRunForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let mocks: Value = if f.mocks.trim().is_empty() {
+        json!([])
+    } else {
+        match serde_json::from_str(&f.mocks) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!(
+                    r#"<p class="error" id="test-run-error">Mocked responses are not JSON: {}</p>"#,
+                    esc(&e.to_string())
+                );
+                return provider_view(&c, &me, &id, &msg).await;
+            }
+        }
+    };
+    let body = json!({
+        "request": {
+            "method": if f.method.is_empty() { "POST" } else { f.method.as_str() },
+            "path": if f.path.is_empty() { "/" } else { f.path.as_str() },
+            "headers": {"content-type": "application/json"},
+            "body": f.body,
+        },
+        "mocks": mocks,
+    });
+    let (s, v) =
+        c.api(&me.token, Method::POST, &format!("/admin/providers/{}/test-run", seg(&id)), Some(body)).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let mut out = String::from(r#"<div class="card" id="test-run-result">"#);
+    if v["ok"] == true {
+        out.push_str(r#"<h3 class="ok-text">Outgoing request</h3>"#);
+    } else {
+        let e = &v["error"];
+        let _ = write!(
+            out,
+            r#"<p class="error" id="test-run-error"><code>{}</code> {}</p>"#,
+            esc(e["code"].as_str().unwrap_or("recipe_failed")),
+            esc(e["message"].as_str().unwrap_or("the recipe failed"))
+        );
+    }
+    let r = &v["request"];
+    let mut req = format!("{} {}\n", r["method"].as_str().unwrap_or(""), r["url"].as_str().unwrap_or(""));
+    // Headers arrive as `[name, value]` pairs (order and repeats kept).
+    for pair in r["headers"].as_array().into_iter().flatten() {
+        let _ = writeln!(req, "{}: {}", pair[0].as_str().unwrap_or(""), pair[1].as_str().unwrap_or(""));
+    }
+    if let Some(b) = r["body"].as_str() {
+        let _ = write!(req, "\n{b}");
+    }
+    let _ = write!(
+        out,
+        r#"<pre class="code" id="test-run-request">{}</pre><h3>Trace</h3><ol class="trace">"#,
+        esc(&req)
+    );
+    for step in v["trace"].as_array().into_iter().flatten() {
+        let text = step.as_str().map_or_else(|| step.to_string(), str::to_string);
+        let _ = write!(out, "<li>{}</li>", esc(&text));
+    }
+    out.push_str("</ol></div>");
+    provider_view(&c, &me, &id, &out).await
 }

@@ -18,6 +18,7 @@ async fn console_in_headless_chromium() {
         r#"
 [server]
 admin = "127.0.0.1:0"
+outbound = "127.0.0.1:0"
 reload_interval_ms = 100
 [store]
 url = "sqlite://{{dir}}/keygate.db"
@@ -50,6 +51,23 @@ upstream = "http://{up}"
         admin_call(adm, &admin, "POST", "/admin/tenants/t1/apps", Some(json!({"id": "shop"}))).await.0,
         201
     );
+    // A scripted outbound provider for the editor and test-run pages; its binding is set in the console.
+    let script = "function (reqHeaders, reqParams, reqBody, ApiKey) {\n  // sign the sorted body with the key\n  reqHeaders.set('X-Sign', sha256(reqBody.buildSignStr() + ApiKey));\n}";
+    let doc = json!({"tenant_id": "t1", "config": {
+        "base_url": "http://127.0.0.1:9", "allow_private_addresses": true, "paths": ["POST /*"],
+        "granted_apps": ["shop"], "recipe": {"type": "script", "source": script}}});
+    let (s, v) = admin_call(adm, &admin, "PUT", "/admin/providers/sigpay", Some(doc)).await;
+    assert!(s == 200 || s == 201, "{v}");
+    let (s, v) = admin_call(
+        adm,
+        &admin,
+        "POST",
+        "/admin/providers/sigpay/scripts",
+        Some(json!({"source": script, "comment": "first version"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    note_secret("console-binding-value-0123456789");
     let t1_dev = token(&["--name", "dev", "--role", "tenant_developer", "--tenant", "t1", "--grant", "shop"]);
     let t2_admin = token(&["--name", "other", "--role", "tenant_admin", "--tenant", "t2"]);
 
