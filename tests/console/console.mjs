@@ -65,7 +65,6 @@ try {
   const session = cookies.find((c) => c.name === 'kg_console');
   assert.ok(session.httpOnly && session.sameSite === 'Strict', 'session cookie is HttpOnly and SameSite=Strict');
   assert.ok(await page.isVisible('text=t1'));
-  await shot(page, 'console-overview');
   await page.click('a[href="/console/tenants/t1"]');
   await page.fill('#app-id', 'web');
   await page.fill('#app-name', 'Web shop');
@@ -128,6 +127,24 @@ try {
     if (status !== 200) await new Promise((r) => setTimeout(r, 50));
   }
   assert.equal(status, 200, 'after the rollback the key works again');
+
+  step = 'traffic chart and the request audit';
+  let found = false;
+  for (let i = 0; i < 100 && !found; i++) {
+    await page.goto(`${ADMIN}/console/requests?app=web`);
+    found = (await page.locator('td.bad', { hasText: 'key_disabled' }).count()) > 0
+      && (await page.locator('td', { hasText: /^ok$/ }).count()) > 0;
+    if (!found) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(found, 'accepted and refused requests of app web are in the audit log');
+  await page.locator('tr.detail summary').first().click();
+  assert.match(await page.locator('tr.detail pre').first().textContent(), /request id /);
+  assert.ok(!(await page.content()).includes(newSecret), 'no secret in the audit pages');
+  await shot(page, 'console-requests');
+  await page.goto(`${ADMIN}/console/`);
+  assert.equal(await page.locator('svg.chart text', { hasText: /^web$/ }).count(), 1, 'the chart has a bar for web');
+  assert.match(await page.locator('svg.chart').textContent(), /auth failures/);
+  await shot(page, 'console-overview');
 
   step = 'provider: write-only binding, script editor with versions, test run';
   await page.goto(`${ADMIN}/console/tenants/t1`);
@@ -196,6 +213,8 @@ try {
     assert.equal(r.status(), 404);
     const r2 = await page.goto(`${ADMIN}/console/apps/web`);
     assert.equal(r2.status(), 404);
+    const r3 = await page.goto(`${ADMIN}/console/requests?app=web`);
+    assert.equal(r3.status(), 404, "another tenant's request log is hidden");
     await ctx.close();
   }
 

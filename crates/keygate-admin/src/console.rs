@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -75,6 +75,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/console/apps/{app}", get(app_page))
         .route("/console/apps/{app}/keys", post(create_key))
         .route("/console/keys/{key}/{action}", post(key_action))
+        .route("/console/requests", get(requests_page))
         .route("/console/providers/{id}", get(provider_page))
         .route("/console/providers/{id}/secrets", post(set_secret))
         .route("/console/providers/{id}/secrets/{name}/delete", post(delete_secret))
@@ -144,7 +145,7 @@ fn html(status: StatusCode, title: &str, who: Option<&Value>, csrf: Option<&str>
     if let (Some(w), Some(csrf)) = (who, csrf) {
         let _ = write!(
             nav,
-            r#"<nav><a href="/console/">Overview</a><span class="who">{name} · {role}{tenant}</span>
+            r#"<nav><a href="/console/">Overview</a><a href="/console/requests">Requests</a><span class="who">{name} · {role}{tenant}</span>
 <form method="post" action="/console/logout"><input type="hidden" name="csrf" value="{csrf}"><button>Log out</button></form></nav>"#,
             name = esc(w["name"].as_str().unwrap_or("")),
             role = esc(w["role"].as_str().unwrap_or("")),
@@ -426,11 +427,15 @@ async fn overview(State(c): State<Shared>, headers: HeaderMap) -> Response {
         return api_error(&me, s, &tenants);
     }
     let mut rows = String::new();
+    let mut traffic: Vec<(String, [u32; 3])> = Vec::new();
     for t in tenants.as_array().into_iter().flatten() {
         let id = t["id"].as_str().unwrap_or("");
         let (_, apps) =
             c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/apps", seg(id)), None).await;
         let n = apps.as_array().map_or(0, Vec::len);
+        for a in apps.as_array().into_iter().flatten().filter_map(|a| a["id"].as_str()) {
+            traffic.push((a.to_string(), requests_by_outcome(&c, &me, a).await));
+        }
         let _ = write!(
             rows,
             r#"<tr><td><a href="/console/tenants/{l}">{id}</a></td><td>{name}</td><td class="num">{n}</td><td><a href="/console/tenants/{l}/versions">versions</a></td></tr>"#,
@@ -445,7 +450,9 @@ async fn overview(State(c): State<Shared>, headers: HeaderMap) -> Response {
         Some(&me.who),
         Some(&me.csrf),
         &format!(
-            r#"<section><h2>Tenants</h2><table><thead><tr><th>Tenant</th><th>Name</th><th class="num">Apps</th><th></th></tr></thead><tbody>{rows}</tbody></table></section>"#
+            r#"<section><h2>Tenants</h2><table><thead><tr><th>Tenant</th><th>Name</th><th class="num">Apps</th><th></th></tr></thead><tbody>{rows}</tbody></table></section>
+<section><h2>Requests per app, last 24 hours</h2>{chart}</section>"#,
+            chart = traffic_chart(&traffic)
         ),
     )
 }
@@ -1281,4 +1288,203 @@ async fn test_run(
     }
     out.push_str("</ol></div>");
     provider_view(&c, &me, &id, &out).await
+}
+
+// ---- traffic and request audit ----
+
+/// Codes that mean "the caller's credentials did not hold" (the signature-failure series).
+const AUTH_FAILURES: &[&str] = &[
+    "signature_mismatch",
+    "nonce_replayed",
+    "timestamp_out_of_window",
+    "unknown_key",
+    "key_disabled",
+    "key_expired",
+    "key_rotated",
+    "missing_auth",
+    "malformed_auth",
+    "token_invalid",
+    "client_cert_unknown",
+];
+
+/// The app's last day of requests (at most the 1,000 newest) as `[ok, auth failures, other errors]`.
+async fn requests_by_outcome(c: &Console, me: &Caller, app: &str) -> [u32; 3] {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64 - 86_400_000)
+        .unwrap_or(0);
+    let path = format!("/admin/requests?app={}&from_ms={since}&limit=1000", seg(app));
+    let (s, rows) = c.api(&me.token, Method::GET, &path, None).await;
+    let mut out = [0u32; 3];
+    if s.is_success() {
+        for r in rows.as_array().into_iter().flatten() {
+            let code = r["code"].as_str().unwrap_or("");
+            let slot = if code == "ok" {
+                0
+            } else if AUTH_FAILURES.contains(&code) {
+                1
+            } else {
+                2
+            };
+            out[slot] += 1;
+        }
+    }
+    out
+}
+
+/// Horizontal stacked bars as inline SVG (presentation attributes only: no inline styles, so
+/// the CSP needs no `unsafe-inline`).
+fn traffic_chart(rows: &[(String, [u32; 3])]) -> String {
+    if rows.is_empty() {
+        return r#"<p class="hint">No apps yet.</p>"#.into();
+    }
+    let max = rows.iter().map(|(_, c)| c.iter().sum::<u32>()).max().unwrap_or(0).max(1);
+    let (label_w, bar_w, row_h) = (160.0, 560.0, 26.0);
+    let height = row_h * rows.len() as f64 + 30.0;
+    let width = label_w + bar_w + 260.0;
+    let mut svg = format!(
+        r#"<svg class="chart" role="img" aria-label="Requests per app, last 24 hours" width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">"#
+    );
+    let colors = ["#1e7b34", "#b3261e", "#c98a00"];
+    for (i, (app, counts)) in rows.iter().enumerate() {
+        let y = i as f64 * row_h + 4.0;
+        let _ = write!(
+            svg,
+            r##"<text x="0" y="{}" font-size="13" fill="#1d2530">{}</text>"##,
+            y + 15.0,
+            esc(app)
+        );
+        let mut x = label_w;
+        for (k, n) in counts.iter().enumerate() {
+            let w = bar_w * f64::from(*n) / f64::from(max);
+            if *n > 0 {
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="18" fill="{}"><title>{n}</title></rect>"#,
+                    colors[k]
+                );
+            }
+            x += w;
+        }
+        let total: u32 = counts.iter().sum();
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{}" font-size="12" fill="#5b6673">{total} ({} ok, {} auth failures, {} errors)</text>"##,
+            x + 6.0,
+            y + 14.0,
+            counts[0],
+            counts[1],
+            counts[2]
+        );
+    }
+    let ly = height - 8.0;
+    for (k, label) in ["ok", "signature/credential failures", "other errors"].iter().enumerate() {
+        let lx = label_w + k as f64 * 200.0;
+        let _ = write!(
+            svg,
+            r##"<rect x="{lx}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{ly}" font-size="12" fill="#5b6673">{label}</text>"##,
+            ly - 9.0,
+            colors[k],
+            lx + 14.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[derive(Deserialize, Default)]
+struct RequestFilter {
+    #[serde(default)]
+    app: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    key: String,
+}
+
+async fn requests_page(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<RequestFilter>,
+) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    // The apps this token can see, for the filter (tenant roles must pick one).
+    let (_, tenants) = c.api(&me.token, Method::GET, "/admin/tenants", None).await;
+    let mut apps = Vec::new();
+    for t in tenants.as_array().into_iter().flatten().filter_map(|t| t["id"].as_str()) {
+        let (_, list) = c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/apps", seg(t)), None).await;
+        apps.extend(
+            list.as_array().into_iter().flatten().filter_map(|a| a["id"].as_str().map(str::to_string)),
+        );
+    }
+    let global = me.who["role"] == "gateway_admin";
+    let app =
+        if q.app.is_empty() && !global { apps.first().cloned().unwrap_or_default() } else { q.app.clone() };
+    let mut options =
+        if global { r#"<option value="">all apps</option>"#.to_string() } else { String::new() };
+    for a in &apps {
+        let _ = write!(options, r#"<option{}>{}</option>"#, if *a == app { " selected" } else { "" }, esc(a));
+    }
+    let filter = format!(
+        r#"<form method="get" action="/console/requests" class="card inline">
+<label for="f-app">App</label><select id="f-app" name="app">{options}</select>
+<label for="f-code">Code</label><input id="f-code" name="code" value="{code}" placeholder="ok, signature_mismatch, …">
+<label for="f-key">Key</label><input id="f-key" name="key" value="{key}"><button type="submit">Search</button></form>"#,
+        code = esc(&q.code),
+        key = esc(&q.key)
+    );
+    let mut path = String::from("/admin/requests?limit=100");
+    for (k, v) in [("app", &app), ("code", &q.code), ("key", &q.key)] {
+        if !v.is_empty() {
+            let _ = write!(path, "&{k}={}", seg(v));
+        }
+    }
+    let body = if app.is_empty() && !global {
+        format!(r#"{filter}<p class="hint">No app to show.</p>"#)
+    } else {
+        let (s, rows) = c.api(&me.token, Method::GET, &path, None).await;
+        if !s.is_success() {
+            return api_error(&me, s, &rows);
+        }
+        let mut table = String::new();
+        for r in rows.as_array().into_iter().flatten() {
+            let code = r["code"].as_str().unwrap_or("");
+            let mut detail = format!(
+                "request id {}\nclient {}\nroute {}\nlatency {} µs (upstream {})\nbytes in {} / out {}",
+                r["request_id"].as_str().unwrap_or(""),
+                r["client_ip"].as_str().unwrap_or(""),
+                r["route"].as_str().unwrap_or(""),
+                r["latency_us"].as_i64().unwrap_or(0),
+                r["upstream_latency_us"].as_i64().map_or_else(|| "—".to_string(), |v| format!("{v} µs")),
+                r["bytes_in"].as_i64().unwrap_or(0),
+                r["bytes_out"].as_i64().unwrap_or(0),
+            );
+            for (label, field) in
+                [("headers", "headers"), ("request body", "request_body"), ("response body", "response_body")]
+            {
+                if let Some(v) = r[field].as_str() {
+                    let _ = write!(detail, "\n\n{label} (masked):\n{v}");
+                }
+            }
+            let _ = write!(
+                table,
+                r#"<tr><td>{when}</td><td>{app}</td><td><code>{key}</code></td><td>{method} {path}</td><td class="num">{status}</td><td class="{cls}">{code}</td><td class="num">{ms:.1} ms</td></tr>
+<tr class="detail"><td colspan="7"><details><summary>details</summary><pre class="code">{detail}</pre></details></td></tr>"#,
+                when = time(&Value::from(r["at_ms"].as_i64().unwrap_or(0) / 1000)),
+                app = esc(r["app"].as_str().unwrap_or("—")),
+                key = esc(r["key_id"].as_str().unwrap_or("—")),
+                method = esc(r["method"].as_str().unwrap_or("")),
+                path = esc(r["path"].as_str().unwrap_or("")),
+                status = r["status"].as_u64().unwrap_or(0),
+                cls = if code == "ok" { "" } else { "bad" },
+                code = esc(code),
+                ms = r["latency_us"].as_f64().unwrap_or(0.0) / 1000.0,
+                detail = esc(&detail),
+            );
+        }
+        format!(
+            r#"{filter}<table class="requests"><thead><tr><th>When</th><th>App</th><th>Key</th><th>Request</th><th class="num">Status</th><th>Code</th><th class="num">Latency</th></tr></thead><tbody>{table}</tbody></table>"#
+        )
+    };
+    html(StatusCode::OK, "Requests", Some(&me.who), Some(&me.csrf), &body)
 }
