@@ -177,6 +177,26 @@ try {
   await page.click('form[action="/console/providers/sigpay/test-run"] button');
   assert.match(await page.textContent('#test-run-request'), /x-sign: [0-9a-f]{64}/i);
 
+  step = 'members: a new developer token, used, then revoked (its session ends)';
+  await page.goto(`${ADMIN}/console/tenants/t1/members`);
+  await page.fill('#m-name', 'helper');
+  await page.selectOption('#m-grant', 'web');
+  await page.click('text=Create token');
+  const helperToken = (await page.textContent('#member-token')).trim();
+  assert.match(helperToken, /^kgadm_/);
+  {
+    const { ctx, page: hp } = await login(helperToken);
+    await hp.goto(`${ADMIN}/console/apps/web`);
+    assert.equal(await hp.locator('text=Create key').count(), 1, 'the granted app can get keys');
+    await page.goto(`${ADMIN}/console/tenants/t1/members`);
+    await page.locator('tr', { hasText: 'helper' }).locator('button.revoke').click();
+    assert.equal(await page.locator('tr', { hasText: 'helper' }).locator('text=revoked').count(), 1);
+    await hp.goto(`${ADMIN}/console/apps/web`);
+    assert.match(hp.url(), /\/console\/login$/, 'a revoked token ends its console session');
+    await ctx.close();
+  }
+  lastPage = page;
+
   step = 'cross-site and forged posts are refused';
   const forged = await page.request.post(`${ADMIN}/console/keys/${newKey}/revoke`, {
     form: { csrf: 'wrong' }, headers: { origin: ADMIN },
@@ -202,6 +222,8 @@ try {
     assert.equal(await page.locator('text=Create key').count(), 1, 'a granted app can get keys');
     await page.goto(`${ADMIN}/console/tenants/t1/versions/${before}`);
     assert.equal(await page.locator('button.rollback').count(), 0, 'no rollback for a developer');
+    const members = await page.goto(`${ADMIN}/console/tenants/t1/members`);
+    assert.equal(members.status(), 403, 'developers do not manage members');
     await ctx.close();
   }
 

@@ -76,6 +76,8 @@ pub fn routes(state: AdminState) -> Router {
         .route("/console/apps/{app}/keys", post(create_key))
         .route("/console/keys/{key}/{action}", post(key_action))
         .route("/console/requests", get(requests_page))
+        .route("/console/tenants/{tenant}/members", get(members_page).post(create_member))
+        .route("/console/members/{id}/revoke", post(revoke_member))
         .route("/console/providers/{id}", get(provider_page))
         .route("/console/providers/{id}/secrets", post(set_secret))
         .route("/console/providers/{id}/secrets/{name}/delete", post(delete_secret))
@@ -517,7 +519,7 @@ async fn tenant_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): 
         Some(&me.who),
         Some(&me.csrf),
         &format!(
-            r#"<p><a href="/console/tenants/{t}/versions">Config versions</a></p><section><h2>Apps</h2><table><thead><tr><th>App</th><th>Name</th><th>State</th></tr></thead><tbody>{rows}</tbody></table></section>{create}"#,
+            r#"<p><a href="/console/tenants/{t}/versions">Config versions</a> · <a href="/console/tenants/{t}/members">Members</a></p><section><h2>Apps</h2><table><thead><tr><th>App</th><th>Name</th><th>State</th></tr></thead><tbody>{rows}</tbody></table></section>{create}"#,
             t = seg(&tenant)
         ),
     )
@@ -1487,4 +1489,117 @@ async fn requests_page(
         )
     };
     html(StatusCode::OK, "Requests", Some(&me.who), Some(&me.csrf), &body)
+}
+
+// ---- members (admin tokens of a tenant) ----
+
+async fn members_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    members_view(&c, &me, &tenant, "").await
+}
+
+async fn members_view(c: &Console, me: &Caller, tenant: &str, notice: &str) -> Response {
+    let (s, list) =
+        c.api(&me.token, Method::GET, &format!("/admin/tokens?tenant={}", seg(tenant)), None).await;
+    if !s.is_success() {
+        return api_error(me, s, &list);
+    }
+    let csrf = csrf_field(&me.csrf);
+    let mut rows = String::new();
+    for t in list.as_array().into_iter().flatten() {
+        let id = t["id"].as_str().unwrap_or("");
+        let grants: Vec<&str> =
+            t["app_grants"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let revoked = !t["revoked_at"].is_null();
+        let action = if revoked {
+            r#"<span class="bad">revoked</span>"#.to_string()
+        } else {
+            format!(
+                r#"<form method="post" action="/console/members/{l}/revoke" class="inline">{csrf}<button class="revoke">Revoke</button></form>"#,
+                l = seg(id)
+            )
+        };
+        let _ = write!(
+            rows,
+            r#"<tr><td>{name}</td><td>{role}</td><td>{grants}</td><td>{created}</td><td>{action}</td></tr>"#,
+            name = esc(t["name"].as_str().unwrap_or("")),
+            role = esc(t["role"].as_str().unwrap_or("")),
+            grants = if grants.is_empty() { "—".to_string() } else { esc(&grants.join(", ")) },
+            created = time(&t["created_at"]),
+        );
+    }
+    let (_, apps) =
+        c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/apps", seg(tenant)), None).await;
+    let mut app_opts = String::new();
+    for a in apps.as_array().into_iter().flatten().filter_map(|a| a["id"].as_str()) {
+        let _ = write!(app_opts, "<option>{}</option>", esc(a));
+    }
+    let create = format!(
+        r#"<form method="post" action="/console/tenants/{t}/members" class="card inline" autocomplete="off">{csrf}
+<label for="m-name">Name</label><input id="m-name" name="name" required>
+<label for="m-role">Role</label><select id="m-role" name="role"><option>tenant_developer</option><option>tenant_admin</option></select>
+<label for="m-grant">Granted app (developers)</label><select id="m-grant" name="grant"><option value="">none</option>{app_opts}</select>
+<button type="submit">Create token</button></form>"#,
+        t = seg(tenant)
+    );
+    html(
+        StatusCode::OK,
+        &format!("Members of {tenant}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"{notice}<p><a href="/console/tenants/{t}">Back to the tenant</a></p><table><thead><tr><th>Name</th><th>Role</th><th>Apps</th><th>Created</th><th></th></tr></thead><tbody>{rows}</tbody></table>{create}"#,
+            t = seg(tenant)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    csrf: String,
+    name: String,
+    role: String,
+    #[serde(default)]
+    grant: String,
+}
+
+async fn create_member(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Form(f): Form<MemberForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let grants: Vec<&str> = if f.grant.is_empty() { Vec::new() } else { vec![f.grant.as_str()] };
+    let body = json!({"name": f.name, "role": f.role, "tenant_id": tenant, "app_grants": grants});
+    let (s, v) = c.api(&me.token, Method::POST, "/admin/tokens", Some(body)).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let notice = format!(
+        r#"<section class="card secret"><h2>New admin token — shown once</h2><p><code id="member-token">{}</code></p><p class="hint">Hand it over now: keygate stores only its hash.</p></section>"#,
+        esc(v["token"].as_str().unwrap_or(""))
+    );
+    members_view(&c, &me, &tenant, &notice).await
+}
+
+async fn revoke_member(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let me = match c.post_caller(&headers, &f.csrf).await {
+        Ok(me) => me,
+        Err(r) => return r,
+    };
+    let (s, v) = c.api(&me.token, Method::DELETE, &format!("/admin/tokens/{}", seg(&id)), None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let tenant = v["tenant_id"].as_str().unwrap_or("").to_string();
+    members_view(&c, &me, &tenant, "").await
 }
