@@ -128,6 +128,25 @@ try {
   }
   assert.equal(status, 200, 'after the rollback the key works again');
 
+  step = 'alerts: a bad signature fires the rule, the page lists it without the channel URL';
+  {
+    const signer = new Signer(newKey, 'not-the-secret-0123456789');
+    const url = `${INBOUND}/api/orders`;
+    // The rule fires above its threshold (1): three bad signatures.
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await fetch(url, { headers: signer.sign('GET', url, {}, '') })).status, 401);
+    }
+    let seen = false;
+    for (let i = 0; i < 100 && !seen; i++) {
+      await page.goto(`${ADMIN}/console/alerts`);
+      seen = (await page.locator('#recent-alerts td', { hasText: 'bad signatures' }).count()) > 0;
+      if (!seen) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(seen, 'the fired alert is listed');
+    assert.ok(!(await page.content()).includes('alerts-webhook'), 'channel addresses are never shown');
+    await shot(page, 'console-alerts');
+  }
+
   step = 'traffic chart and the request audit';
   let found = false;
   for (let i = 0; i < 100 && !found; i++) {
@@ -224,6 +243,9 @@ try {
     assert.equal(await page.locator('button.rollback').count(), 0, 'no rollback for a developer');
     const members = await page.goto(`${ADMIN}/console/tenants/t1/members`);
     assert.equal(members.status(), 403, 'developers do not manage members');
+    assert.equal(await page.locator('a[href="/console/alerts"]').count(), 0, 'no alerts link for tenant roles');
+    const alerts = await page.goto(`${ADMIN}/console/alerts`);
+    assert.equal(alerts.status(), 403);
     await ctx.close();
   }
 

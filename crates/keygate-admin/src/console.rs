@@ -76,6 +76,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/console/apps/{app}/keys", post(create_key))
         .route("/console/keys/{key}/{action}", post(key_action))
         .route("/console/requests", get(requests_page))
+        .route("/console/alerts", get(alerts_page))
         .route("/console/tenants/{tenant}/members", get(members_page).post(create_member))
         .route("/console/members/{id}/revoke", post(revoke_member))
         .route("/console/providers/{id}", get(provider_page))
@@ -147,11 +148,13 @@ fn html(status: StatusCode, title: &str, who: Option<&Value>, csrf: Option<&str>
     if let (Some(w), Some(csrf)) = (who, csrf) {
         let _ = write!(
             nav,
-            r#"<nav><a href="/console/">Overview</a><a href="/console/requests">Requests</a><span class="who">{name} · {role}{tenant}</span>
+            r#"<nav><a href="/console/">Overview</a><a href="/console/requests">Requests</a>{alerts}<span class="who">{name} · {role}{tenant}</span>
 <form method="post" action="/console/logout"><input type="hidden" name="csrf" value="{csrf}"><button>Log out</button></form></nav>"#,
             name = esc(w["name"].as_str().unwrap_or("")),
             role = esc(w["role"].as_str().unwrap_or("")),
             tenant = w["tenant_id"].as_str().map(|t| format!(" of {}", esc(t))).unwrap_or_default(),
+            alerts =
+                if w["role"] == "gateway_admin" { r#"<a href="/console/alerts">Alerts</a>"# } else { "" },
             csrf = esc(csrf),
         );
     }
@@ -1602,4 +1605,75 @@ async fn revoke_member(
     }
     let tenant = v["tenant_id"].as_str().unwrap_or("").to_string();
     members_view(&c, &me, &tenant, "").await
+}
+
+// ---- alerts ----
+
+async fn alerts_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    let (s, v) = c.api(&me.token, Method::GET, "/admin/alerts", None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let mut rules = String::new();
+    for r in v["rules"].as_array().into_iter().flatten() {
+        let kind = r["kind"].as_str().unwrap_or("");
+        let mut params: Vec<String> = r
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !matches!(k.as_str(), "kind" | "name"))
+            .map(|(k, v)| format!("{k} = {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect();
+        params.sort();
+        let _ = write!(
+            rules,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            esc(r["name"].as_str().unwrap_or(kind)),
+            esc(kind),
+            esc(&params.join(", "))
+        );
+    }
+    let channels: Vec<&str> =
+        v["channels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let st = &v["stats"];
+    let mut recent = String::new();
+    for a in v["recent"].as_array().into_iter().flatten() {
+        let _ = write!(
+            recent,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            time(&a["at"]),
+            esc(a["rule"].as_str().unwrap_or("")),
+            esc(a["subject"].as_str().unwrap_or("")),
+            a["count"].as_u64().unwrap_or(0),
+            esc(a["message"].as_str().unwrap_or("")),
+        );
+    }
+    if recent.is_empty() {
+        recent =
+            r#"<tr><td colspan="5" class="hint">No alert has fired since this process started.</td></tr>"#
+                .into();
+    }
+    html(
+        StatusCode::OK,
+        "Alerts",
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p class="hint">Rules and channels are gateway configuration (<code>[alerts]</code>, docs/operations.md); channel addresses are never shown.</p>
+<section><h2>Recent alerts</h2><table id="recent-alerts"><thead><tr><th>When</th><th>Rule</th><th>Subject</th><th class="num">Count</th><th>Message</th></tr></thead><tbody>{recent}</tbody></table></section>
+<section><h2>Rules</h2><table><thead><tr><th>Name</th><th>Kind</th><th>Settings</th></tr></thead><tbody>{rules}</tbody></table></section>
+<section><h2>Delivery</h2><p>Channels: {channels}. Fired {fired}, delivered {delivered}, failed {failed}, held back by the rate cap {suppressed}, dropped {dropped}.</p></section>"#,
+            channels = if channels.is_empty() {
+                "none (alerts are only logged)".to_string()
+            } else {
+                esc(&channels.join(", "))
+            },
+            fired = st["fired"].as_u64().unwrap_or(0),
+            delivered = st["delivered"].as_u64().unwrap_or(0),
+            failed = st["failed"].as_u64().unwrap_or(0),
+            suppressed = st["suppressed"].as_u64().unwrap_or(0),
+            dropped = st["dropped"].as_u64().unwrap_or(0),
+        ),
+    )
 }

@@ -35,7 +35,7 @@ const MAX_SECRET: usize = 4096;
         search_requests, list_providers, get_provider, put_provider, delete_provider, list_provider_secrets,
         put_provider_secret, delete_provider_secret, list_scripts, save_script, activate_script, test_run,
         create_user_token, revoke_app_tokens, revoke_api_token, list_versions, get_version, diff_version,
-        save_version, rollback_version
+        save_version, rollback_version, alerts_view
     ),
     components(schemas(
         Tenant, App, CreateApp, UpdateApp, Rate, Key, CreateKey, UpdateKey, CreatedKey, RotateKey, Rotated,
@@ -122,6 +122,19 @@ async fn changed_in(state: &AdminState, p: &Principal, tenant: &str, what: &str)
         }
     }
     (state.on_change)();
+}
+
+// ---- alerts ----
+
+/// Alert rules, channel kinds (never their URLs), delivery counters and the newest fired alerts.
+/// Gateway-wide, so gateway admins only.
+#[utoipa::path(get, path = "/admin/alerts", responses((status = 200, body = Object)))]
+pub async fn alerts_view(State(s): State<AdminState>, p: Principal) -> R<Json<serde_json::Value>> {
+    check(&p.0, Action::ManageGateway, String::new)?;
+    Ok(Json(match &s.alerts {
+        Some(view) => view(),
+        None => serde_json::json!({"rules": [], "channels": [], "stats": {}, "recent": []}),
+    }))
 }
 
 // ---- config versions ----

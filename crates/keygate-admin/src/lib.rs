@@ -63,6 +63,9 @@ pub struct AdminState {
     /// Config versions (record on every change, rollback); without it the version calls answer
     /// 400 and changes are not versioned.
     pub versions: Option<Arc<dyn ConfigVersions>>,
+    /// The alert pipeline's view (rules, channel kinds, counters, recent alerts), when `[alerts]`
+    /// has rules.
+    pub alerts: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
     pub on_change: ChangeHook,
 }
 
@@ -136,6 +139,7 @@ impl AdminState {
             script_tester: None,
             tokens: None,
             versions: None,
+            alerts: None,
             on_change: Arc::new(|| {}),
         }
     }
@@ -182,6 +186,7 @@ pub(crate) fn api_router(state: AdminState) -> Router {
         .route("/admin/providers/{id}/scripts/{version}/activate", post(activate_script))
         .route("/admin/providers/{id}/test-run", post(test_run))
         .route("/admin/audit", get(list_audit))
+        .route("/admin/alerts", get(alerts_view))
         .route("/admin/requests", get(search_requests))
         .fallback(|| async { AdminError::NotFound("endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))

@@ -55,6 +55,7 @@ const MATRIX: &[(&str, [u16; 7])] = &[
     ("POST /admin/apps/a2/user-tokens", [201, 201, 403, 404, 404, 401, 401]),
     ("POST /admin/apps/a1/tokens/revoke", [200, 200, 200, 404, 404, 401, 401]),
     ("POST /admin/api-tokens/revoke {fresh_a2_token}", [200, 200, 403, 404, 404, 401, 401]),
+    ("GET /admin/alerts", [200, 403, 403, 403, 403, 401, 401]),
     ("GET /admin/tenants/t1/versions", [200, 200, 200, 404, 404, 401, 401]),
     ("GET /admin/tenants/t1/versions/1", [200, 200, 200, 404, 404, 401, 401]),
     ("GET /admin/tenants/t1/versions/1/diff", [200, 200, 200, 404, 404, 401, 401]),

@@ -59,11 +59,19 @@ pub struct AlertStats {
     pub failed: AtomicU64,
 }
 
+/// Fired alerts kept for [`Alerts::view`].
+pub const RECENT: usize = 50;
+
 /// Handle to the running alert pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct Alerts {
     tx: mpsc::Sender<Input>,
     pub stats: Arc<AlertStats>,
+    /// The newest fired alerts (at most [`RECENT`]), for the console.
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<Alert>>>,
+    rules: Arc<Vec<RuleConfig>>,
+    /// Channel kinds only: a webhook URL can be a credential (Slack, DingTalk) and is never shown.
+    channel_kinds: Arc<Vec<&'static str>>,
     /// Codes some rule counts (plus `ok` when a rule watches successful calls).
     interesting: Arc<Vec<String>>,
 }
@@ -96,6 +104,10 @@ impl Alerts {
         window: std::time::Duration,
     ) -> Result<Self, AlertsError> {
         let mut engine = Engine::new(&cfg.rules)?;
+        let rules = Arc::new(cfg.rules.clone());
+        let channel_kinds = Arc::new(cfg.channels.iter().map(|c| c.kind()).collect::<Vec<_>>());
+        let recent: Arc<std::sync::Mutex<std::collections::VecDeque<Alert>>> = Arc::default();
+        let recent_w = recent.clone();
         let interesting = Arc::new(interesting_codes(&cfg.rules));
         let sender = Sender::new(retry)?;
         let (tx, mut rx) = mpsc::channel::<Input>(16_384);
@@ -155,6 +167,13 @@ impl Alerts {
                 };
                 for alert in fired {
                     st.fired.fetch_add(1, Ordering::Relaxed);
+                    {
+                        let mut r = recent_w.lock().unwrap_or_else(|e| e.into_inner());
+                        if r.len() == RECENT {
+                            r.pop_front();
+                        }
+                        r.push_back(alert.clone());
+                    }
                     tracing::warn!(rule = %alert.rule, subject = %alert.subject, count = alert.count, "alert: {}", alert.message);
                     if sent < cap {
                         sent += 1;
@@ -166,7 +185,27 @@ impl Alerts {
                 }
             }
         });
-        Ok(Self { tx, stats, interesting })
+        Ok(Self { tx, stats, recent, rules, channel_kinds, interesting })
+    }
+
+    /// What the console shows: rules, channel kinds (never their URLs or addresses), counters,
+    /// and the newest fired alerts, newest first.
+    pub fn view(&self) -> serde_json::Value {
+        let recent: Vec<Alert> =
+            self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().cloned().collect();
+        let s = &self.stats;
+        serde_json::json!({
+            "rules": *self.rules,
+            "channels": *self.channel_kinds,
+            "stats": {
+                "fired": s.fired.load(Ordering::Relaxed),
+                "delivered": s.delivered.load(Ordering::Relaxed),
+                "failed": s.failed.load(Ordering::Relaxed),
+                "suppressed": s.suppressed.load(Ordering::Relaxed),
+                "dropped": s.dropped.load(Ordering::Relaxed),
+            },
+            "recent": recent,
+        })
     }
 
     /// Whether any rule looks at outcomes with this code (skip the rest before allocating).

@@ -28,7 +28,7 @@ pub enum Per {
 }
 
 /// A rule from the config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RuleConfig {
     /// `signature_mismatch` refusals above `threshold` within `window_secs`.

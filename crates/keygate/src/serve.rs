@@ -427,6 +427,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if metrics.is_some() {
         observers.push(Arc::new(crate::telemetry::MetricsObserver));
     }
+    let mut alerts_view: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>> = None;
     if !cfg.alerts.rules.is_empty() {
         if cfg.alerts.channels.is_empty() {
             tracing::warn!("[alerts] has rules but no channels: alerts are only logged");
@@ -445,6 +446,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             });
         }
         tracing::info!(rules = cfg.alerts.rules.len(), channels = cfg.alerts.channels.len(), "alerts on");
+        let view = alerts.clone();
+        alerts_view = Some(Arc::new(move || view.view()));
         observers.push(Arc::new(crate::telemetry::AlertObserver(alerts)));
     }
     let observer: Option<Arc<dyn keygate_inbound::Observer>> = match observers.len() {
@@ -571,6 +574,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 validate_provider: Some(Arc::new(crate::outbound::validate_provider)),
                 script_tester: outbound.as_ref().map(|(_, out)| crate::outbound::tester(out.clone())),
                 versions: Some(Arc::new(crate::versions::Versions { base_dir: opts.base_dir.clone() })),
+                alerts: alerts_view.clone(),
                 tokens: token_store.clone().map(|store| keygate_admin::TokenIssuer {
                     store,
                     max_ttl: Duration::from_secs(cfg.tokens.max_ttl_secs),

@@ -25,6 +25,15 @@ url = "sqlite://{{dir}}/keygate.db"
 [[routes]]
 path_prefix = "/api"
 upstream = "http://{up}"
+[[alerts.rules]]
+kind = "signature_failures"
+name = "bad signatures"
+per = "app"
+threshold = 1
+window_secs = 60
+[[alerts.channels]]
+type = "webhook"
+url = "http://{up}/alerts-webhook"
 "#,
         up = up.addr()
     );
