@@ -304,19 +304,8 @@ fn csrf_field(csrf: &str) -> String {
 fn time(v: &Value) -> String {
     match v.as_i64() {
         Some(t) => {
-            let days = t.div_euclid(86_400);
-            let secs = t.rem_euclid(86_400);
-            // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z - era * 146_097;
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let d = doy - (153 * mp + 2) / 5 + 1;
-            let m = if mp < 10 { mp + 3 } else { mp - 9 };
-            let y = yoe + era * 400 + i64::from(m <= 2);
-            format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+            let c = keygate_sign::civil::Civil::from_unix(t);
+            format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", c.year, c.month, c.day, c.hour, c.minute)
         }
         None => "—".into(),
     }

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alipay;
+pub mod civil;
 pub mod digest;
 mod error;
 pub mod fields;
