@@ -8,7 +8,7 @@ mod support;
 
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,17 +38,7 @@ url = "http://{up}/alerts-webhook"
         up = up.addr()
     );
     let kg = start_keygate(&cfg, &[]);
-    let cfg_path = kg.dir.path().join("keygate.toml");
-    let token = |args: &[&str]| {
-        let mut all = vec!["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--json"];
-        all.extend_from_slice(args);
-        let (ok, out, err) = cli(&all, &[]);
-        assert!(ok, "{err}");
-        let t = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-        note_secret(&t);
-        t
-    };
-    let admin = token(&["--name", "ops"]);
+    let admin = admin_token(&kg, &[]);
     let adm = kg.admin.unwrap();
     for (t, name) in [("t1", "Tenant One"), ("t2", "Tenant Two")] {
         assert_eq!(
@@ -77,8 +67,11 @@ url = "http://{up}/alerts-webhook"
     .await;
     assert_eq!(s, 201, "{v}");
     note_secret("console-binding-value-0123456789");
-    let t1_dev = token(&["--name", "dev", "--role", "tenant_developer", "--tenant", "t1", "--grant", "shop"]);
-    let t2_admin = token(&["--name", "other", "--role", "tenant_admin", "--tenant", "t2"]);
+    let t1_dev = admin_token(
+        &kg,
+        &["--name", "dev", "--role", "tenant_developer", "--tenant", "t1", "--grant", "shop"],
+    );
+    let t2_admin = admin_token(&kg, &["--name", "other", "--role", "tenant_admin", "--tenant", "t2"]);
 
     let shots = std::env::var("KEYGATE_SCREENSHOTS").ok();
     let script = repo_root().join("tests/console/console.mjs");

@@ -70,12 +70,7 @@ secret_env = "SK2"
     let (sk1, sk2) = ("fields-sk-app1-0123456789abcdef", "fields-sk-app2-0123456789abcdef");
     let kg = start_keygate(&cfg, &[("SK1", sk1), ("SK2", sk2)]);
     let (k1, k2) = (("AKFIELDS0001", sk1), ("AKFIELDS0002", sk2));
-    let cfg_path = kg.dir.path().join("keygate.toml");
-    let (ok, out, err) =
-        cli(&["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--name", "ops", "--json"], &[]);
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-    note_secret(&token);
+    let token = admin_token(&kg, &[]);
     let adm = kg.admin.unwrap();
 
     // keygate generates app1's key pair: the creation answer and the key show only the public half.

@@ -317,12 +317,7 @@ secret_env = "SK2"
     assert_eq!(keygate_inbound::ClientCert::from_der(&still).unwrap().subject, "O=Acme, CN=server-2");
 
     // Revoking the certificate's identity in keygate takes effect without touching any CA.
-    let cfg_path = kg.dir.path().join("keygate.toml");
-    let (ok, out, err) =
-        cli(&["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--name", "ops", "--json"], &[]);
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-    note_secret(&token);
+    let token = admin_token(&kg, &[]);
     let (s, v) =
         admin_call(kg.admin.unwrap(), &token, "POST", "/admin/keys/MTLSA0000001/revoke", Some(json!({})))
             .await;

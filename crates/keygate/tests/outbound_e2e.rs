@@ -120,12 +120,7 @@ struct Setup {
 }
 
 async fn setup(kg: &Keygate) -> Setup {
-    let cfg_path = kg.dir.path().join("keygate.toml");
-    let (ok, out, err) =
-        cli(&["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--name", "ops", "--json"], &[]);
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-    note_secret(&token);
+    let token = admin_token(kg, &[]);
     let admin = kg.admin.unwrap();
     assert_eq!(
         admin_call(admin, &token, "POST", "/admin/tenants", Some(json!({"id": "t1", "name": "T1"}))).await.0,
@@ -554,24 +549,8 @@ async fn one_thousand_concurrent_calls_fetch_one_token() {
 /// Two replicas on one PostgreSQL store and one Redis share the token: one fetch for both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_provider_tokens_through_redis() {
-    let name = format!("kg_out_{}_{}", std::process::id(), Instant::now().elapsed().as_nanos() % 1000);
-    let name = format!("{name}{}", rand_secret("x").len());
-    assert!(Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .status()
-        .unwrap()
-        .success());
-    struct Drop_(String);
-    impl Drop for Drop_ {
-        fn drop(&mut self) {
-            let _ = Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-                .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-                .status();
-        }
-    }
-    let _db = Drop_(name.clone());
+    let db = PgDb::create("kg_out");
+    let name = db.name.clone();
     let prefix = format!("kgtest:{name}:");
     let cfg = keygate_config(
         &format!("postgres://postgres@127.0.0.1:5432/{name}"),
@@ -1005,23 +984,8 @@ async fn script_versions_rollback_and_test_runs() {
 /// (seed 000: restart falls back to cached configuration), secrets included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_survive_a_restart_during_a_store_outage() {
-    let name = format!("kg_outcache_{}_{}", std::process::id(), rand_secret("n").len());
-    assert!(Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .status()
-        .unwrap()
-        .success());
-    struct DropDb(String);
-    impl Drop for DropDb {
-        fn drop(&mut self) {
-            let _ = Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-                .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-                .status();
-        }
-    }
-    let _db = DropDb(name.clone());
+    let db = PgDb::create("kg_outcache");
+    let name = db.name.clone();
     let fc = fake_config();
     let fake = start_fake(&fc);
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");

@@ -6,42 +6,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Db(String);
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .status();
-    }
-}
-
-fn fresh_pg() -> Db {
-    let mut b = [0u8; 6];
-    getrandom(&mut b);
-    let name = format!("kg_tok_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
-    assert!(Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .status()
-        .unwrap()
-        .success());
-    Db(name)
-}
-
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read as _;
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(buf).unwrap();
-}
 
 async fn call(
     kg: &Keygate,
@@ -87,9 +57,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_exchange_policies_and_cluster_wide_revocation() {
-    let db = fresh_pg();
+    let db = PgDb::create("kg_tok");
     let upstream = start_upstream();
-    let prefix = format!("kgtest:{}:", db.0);
+    let prefix = format!("kgtest:{}:", db.name);
     let cfg = format!(
         r#"
 [server]
@@ -97,7 +67,7 @@ admin = "127.0.0.1:0"
 reload_interval_ms = 200
 snapshot_cache = ""
 [store]
-url = "postgres://postgres@127.0.0.1:5432/{db}"
+url = "{db}"
 [state]
 redis = "redis://127.0.0.1:6379"
 key_prefix = "{prefix}"
@@ -113,19 +83,14 @@ path_prefix = "/me"
 upstream = "http://{up}"
 user_tokens = true
 "#,
-        db = db.0,
+        db = db.url(),
         up = upstream.addr()
     );
     let a = start_keygate(&cfg, &[]);
     let b = start_keygate(&cfg, &[]);
 
     // Admin token, tenant, app and one key per policy, all through replica A.
-    let cfg_path = a.dir.path().join("keygate.toml");
-    let (ok, out, err) =
-        cli(&["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--name", "ops", "--json"], &[]);
-    assert!(ok, "{err}");
-    let admin_token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-    note_secret(&admin_token);
+    let admin_token = admin_token(&a, &[]);
     let adm = a.admin.unwrap();
     assert_eq!(
         admin_call(adm, &admin_token, "POST", "/admin/tenants", Some(json!({"id": "t1", "name": "T"})))

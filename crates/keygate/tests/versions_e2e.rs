@@ -7,29 +7,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Db(String);
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        psql("test", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
-    }
-}
-
-fn psql(db: &str, sql: &str) -> bool {
-    Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
-        .status()
-        .unwrap()
-        .success()
-}
 
 async fn status_of(kg: &Keygate, key: &(String, String)) -> (u16, String) {
     let url = kg.url("/api/x");
@@ -53,12 +36,9 @@ async fn until(what: &str, kg: &Keygate, key: &(String, String), want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_diff_rollback_and_the_publish_fence() {
-    let mut r = [0u8; 6];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut r).unwrap();
-    let db = Db(format!("kg_ver_{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>()));
-    assert!(psql("test", &format!("CREATE DATABASE {}", db.0)));
+    let db = PgDb::create("kg_ver");
     let up = start_upstream();
-    let prefix = format!("kgtest:{}:", db.0);
+    let prefix = format!("kgtest:{}:", db.name);
     let cfg = format!(
         r#"
 [server]
@@ -66,7 +46,7 @@ admin = "127.0.0.1:0"
 reload_interval_ms = 100
 snapshot_cache = ""
 [store]
-url = "postgres://postgres@127.0.0.1:5432/{db}"
+url = "{db}"
 [state]
 redis = "redis://127.0.0.1:6379"
 key_prefix = "{prefix}"
@@ -74,17 +54,12 @@ key_prefix = "{prefix}"
 path_prefix = "/api"
 upstream = "http://{up}"
 "#,
-        db = db.0,
+        db = db.url(),
         up = up.addr()
     );
     let a = start_keygate(&cfg, &[]);
     let b = start_keygate(&cfg, &[]);
-    let cfg_path = a.dir.path().join("keygate.toml");
-    let (ok, out, err) =
-        cli(&["admin-token", "create", "-c", cfg_path.to_str().unwrap(), "--name", "alice", "--json"], &[]);
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-    note_secret(&token);
+    let token = admin_token(&a, &["--name", "alice"]);
     let adm = a.admin.unwrap();
     let call = |m: &'static str, path: String, body: Option<Value>| {
         let token = token.clone();
@@ -142,7 +117,7 @@ upstream = "http://{up}"
 
     // While a publish holds the fence, replicas keep their snapshot: a change made meanwhile
     // reaches them only when the fence is lowered.
-    assert!(psql(&db.0, "UPDATE change_counter SET publishing_until = 4102444800 WHERE id = 1"));
+    assert!(db.exec("UPDATE change_counter SET publishing_until = 4102444800 WHERE id = 1"));
     let (s, v) =
         call("POST", format!("/admin/tenants/t1/versions/{good}/rollback"), Some(json!({"comment": "x"})))
             .await;
@@ -152,7 +127,7 @@ upstream = "http://{up}"
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(status_of(&a, &key).await.0, 401, "A still serves the fenced snapshot");
     assert_eq!(status_of(&b, &key).await.0, 401, "B still serves the fenced snapshot");
-    assert!(psql(&db.0, "UPDATE change_counter SET publishing_until = NULL, value = value + 1 WHERE id = 1"));
+    assert!(db.exec("UPDATE change_counter SET publishing_until = NULL, value = value + 1 WHERE id = 1"));
     until("A after the fence", &a, &key, 200).await;
     until("B after the fence", &b, &key, 200).await;
     // Break it again, then roll back for real.
@@ -194,25 +169,7 @@ upstream = "http://{up}"
     let (s, v) = call("POST", "/admin/tenants/t1/versions".into(), Some(json!({"comment": "tag"}))).await;
     assert_eq!(s, 200, "nothing changed since the delete was recorded: {v}");
     // Other tenants' versions are hidden from tenant roles; developers cannot roll back.
-    let (ok, out, _) = cli(
-        &[
-            "admin-token",
-            "create",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--name",
-            "dev",
-            "--role",
-            "tenant_developer",
-            "--tenant",
-            "t1",
-            "--json",
-        ],
-        &[],
-    );
-    assert!(ok);
-    let dev = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
-    note_secret(&dev);
+    let dev = admin_token(&a, &["--name", "dev", "--role", "tenant_developer", "--tenant", "t1"]);
     assert_eq!(admin_call(adm, &dev, "GET", "/admin/tenants/t1/versions", None).await.0, 200);
     let (s, _) = admin_call(
         adm,

@@ -2,7 +2,7 @@
 // and the real keygate binary started on a free port from a generated config.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -446,4 +446,61 @@ pub fn python_tool(script: &str, mode: &str, case: &serde_json::Value) -> serde_
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{} {mode} failed", script.display());
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A PostgreSQL database of one test's own on the local server; dropped (its sessions forced
+/// out) when the value goes, also when the test panics.
+pub struct PgDb {
+    pub name: String,
+}
+
+impl PgDb {
+    /// `<tag>_<12 random hex>`: runs in parallel never share a database.
+    pub fn create(tag: &str) -> Self {
+        let mut b = [0u8; 6];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).unwrap();
+        let name = format!("{tag}_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        assert!(psql("test", &format!("CREATE DATABASE {name}")), "creating database {name}");
+        Self { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    /// Runs one SQL statement in this database.
+    pub fn exec(&self, sql: &str) -> bool {
+        psql(&self.name, sql)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        psql("test", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(db: &str, sql: &str) -> bool {
+    Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A new admin token made directly on the store of a running keygate (`keygate admin-token
+/// create`), noted as a secret of the run. `extra` adds flags, e.g. `["--role", "tenant_admin"]`;
+/// the name defaults to `ops`.
+pub fn admin_token(kg: &Keygate, extra: &[&str]) -> String {
+    let cfg = kg.dir.path().join("keygate.toml");
+    let mut args = vec!["admin-token", "create", "-c", cfg.to_str().unwrap(), "--json"];
+    if !extra.contains(&"--name") {
+        args.extend(["--name", "ops"]);
+    }
+    args.extend_from_slice(extra);
+    let (ok, out, err) = cli(&args, &[]);
+    assert!(ok, "admin-token create failed: {err}");
+    let token =
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    note_secret(&token);
+    token
 }
