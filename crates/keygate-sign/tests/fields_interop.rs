@@ -4,48 +4,18 @@
 // modes, for single values and whole JSON bodies.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
 use keygate_sign::fields::{
     decrypt_json_fields, decrypt_value, encrypt_json_fields, encrypt_value, FieldError, FieldKeyPair,
     FieldPath, Mode,
 };
 use serde_json::{json, Value};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-/// The project venv's Python when it exists, else `python3` on PATH.
-fn python() -> PathBuf {
-    let venv = root().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
+use common::root;
 
 fn py(mode: &str, case: &Value) -> Value {
-    let script = root().join("tests/interop/field_crypto.py");
-    let mut child = Command::new(python())
-        .arg(&script)
-        .arg(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python (the .venv or python3 on PATH) must be available");
-    child.stdin.take().unwrap().write_all(case.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "field_crypto.py {mode} failed (is `cryptography` from tests/interop/requirements.txt installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::interop("field_crypto.py", mode, case)
 }
 
 fn strings(v: &Value) -> Vec<String> {

@@ -18,28 +18,19 @@ use keygate_sign::sigv4::{self, Received, SigV4Credentials, SigV4Policy, SigV4Re
 use keygate_sign::SignError;
 use serde_json::Value;
 
+mod common;
+
+use common::XorShift;
+
 const ROUNDS: usize = 4000;
 
-struct XorShift(u64);
+/// Input builders of this file on top of the shared generator.
+trait ParserInputs {
+    fn text(&mut self, pieces: &[&str], max: usize) -> String;
+    fn mutate(&mut self, input: &str, pieces: &[&str], sep: char) -> String;
+}
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("fits")
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
+impl ParserInputs for XorShift {
     /// Up to `max` pieces from `pieces`, with a random ASCII byte now and then.
     fn text(&mut self, pieces: &[&str], max: usize) -> String {
         let mut s = String::new();

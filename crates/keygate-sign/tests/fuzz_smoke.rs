@@ -10,24 +10,19 @@ use keygate_sign::query::canonical_query;
 use keygate_sign::{SignError, Signer};
 use secrecy::SecretBox;
 
+mod common;
+
+use common::XorShift;
+
 const ROUNDS: usize = 4000;
 
-struct XorShift(u64);
+/// Input builders of this file on top of the shared generator.
+trait SmokeInputs {
+    fn text(&mut self, max_pieces: usize) -> String;
+    fn header_value(&mut self) -> HeaderValue;
+}
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("fits")
-    }
-
+impl SmokeInputs for XorShift {
     /// A string built from pieces that parsers treat specially, plus random bytes.
     fn text(&mut self, max_pieces: usize) -> String {
         const PIECES: &[&str] = &[

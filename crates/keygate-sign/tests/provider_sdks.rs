@@ -4,32 +4,14 @@
 // byte-identical for the same key, input and fixed time/nonce.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use keygate_sign::rsa::{RsaSigner, RsaVerifier};
 use keygate_sign::{alipay, sigv4, wechatpay};
 use serde_json::{json, Value};
 
+mod common;
+
 fn sdk(mode: &str, case: &Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/provider_sdks.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be on PATH (scripts/test puts the pinned .venv first)");
-    child.stdin.take().unwrap().write_all(case.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "provider_sdks.py {mode} failed (are tests/interop/requirements.txt installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::interop("provider_sdks.py", mode, case)
 }
 
 fn keys() -> Value {
