@@ -52,6 +52,16 @@ impl std::fmt::Debug for Console {
     }
 }
 
+/// The caller of a form POST (session, CSRF token, same origin), or the refusal to return.
+macro_rules! post_session {
+    ($c:expr, $headers:expr, $csrf:expr) => {
+        match $c.post_caller(&$headers, &$csrf).await {
+            Ok(me) => me,
+            Err(refusal) => return refusal,
+        }
+    };
+}
+
 type Shared = Arc<Console>;
 
 /// The console's routes (`/console/...`), sharing the admin listener.
@@ -531,10 +541,7 @@ async fn create_app(
     Path(tenant): Path<String>,
     Form(f): Form<AppForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let mut body = json!({"id": f.id});
     if !f.name.is_empty() {
         body["name"] = f.name.into();
@@ -645,10 +652,7 @@ async fn create_key(
     Path(app): Path<String>,
     Form(f): Form<KeyForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let mut body = json!({"description": f.description});
     if !f.auth_policy.is_empty() {
         body["auth_policy"] = f.auth_policy.into();
@@ -669,10 +673,7 @@ async fn key_action(
     Path((key, action)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     if !matches!(action.as_str(), "rotate" | "revoke" | "enable") {
         return html(
             StatusCode::NOT_FOUND,
@@ -797,10 +798,7 @@ async fn rollback(
     Path((tenant, version)): Path<(String, i64)>,
     Form(f): Form<RollbackForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let path = format!("/admin/tenants/{}/versions/{version}/rollback", seg(&tenant));
     let (s, v) = c.api(&me.token, Method::POST, &path, Some(json!({"comment": f.comment}))).await;
     if !s.is_success() {
@@ -1103,10 +1101,7 @@ async fn set_secret(
     Path(id): Path<String>,
     Form(f): Form<SecretForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let encoding = if f.encoding.is_empty() { "utf8".to_string() } else { f.encoding.clone() };
     let body = json!({"value": f.value.as_str(), "encoding": encoding});
     let (s, v) = c
@@ -1129,10 +1124,7 @@ async fn delete_secret(
     Path((id, name)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let (s, v) = c
         .api(
             &me.token,
@@ -1161,10 +1153,7 @@ async fn save_script(
     Path(id): Path<String>,
     Form(f): Form<ScriptForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     // Browsers submit textarea lines with CRLF; scripts are stored with LF.
     let body = json!({"source": f.source.replace("\r\n", "\n"), "comment": f.comment});
     let (s, v) =
@@ -1181,10 +1170,7 @@ async fn activate_script(
     Path((id, version)): Path<(String, i64)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let (s, v) = c
         .api(
             &me.token,
@@ -1218,10 +1204,7 @@ async fn test_run(
     Path(id): Path<String>,
     Form(f): Form<TestRunForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let mocks: Value = if f.mocks.trim().is_empty() {
         json!([])
     } else {
@@ -1561,10 +1544,7 @@ async fn create_member(
     Path(tenant): Path<String>,
     Form(f): Form<MemberForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let grants: Vec<&str> = if f.grant.is_empty() { Vec::new() } else { vec![f.grant.as_str()] };
     let body = json!({"name": f.name, "role": f.role, "tenant_id": tenant, "app_grants": grants});
     let (s, v) = c.api(&me.token, Method::POST, "/admin/tokens", Some(body)).await;
@@ -1584,10 +1564,7 @@ async fn revoke_member(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let me = match c.post_caller(&headers, &f.csrf).await {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+    let me = post_session!(c, headers, f.csrf);
     let (s, v) = c.api(&me.token, Method::DELETE, &format!("/admin/tokens/{}", seg(&id)), None).await;
     if !s.is_success() {
         return api_error(&me, s, &v);
