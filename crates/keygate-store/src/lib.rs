@@ -12,6 +12,7 @@
 pub mod admin_tokens;
 pub mod crypto;
 mod mysql;
+pub mod objects;
 mod postgres;
 pub mod providers;
 mod repo;
@@ -28,6 +29,7 @@ use zeroize::Zeroizing;
 
 pub use admin_tokens::{AdminRole, AdminTokenRecord};
 pub use crypto::{Keyring, MasterKey};
+pub use objects::{ObjectKind, TenantObject};
 pub use providers::{LoadedProvider, ProviderRecord, ProviderSecretMeta, ScriptVersion};
 pub use validate::limits;
 pub use versions::ConfigVersion;
@@ -657,6 +659,42 @@ impl Store {
     pub async fn put_provider(&self, rec: &ProviderRecord) -> Result<(ProviderRecord, Upsert), StoreError> {
         providers::validate(rec)?;
         write_tx!(self, |tx| repo::put_provider(tx, &self.actor, rec))
+    }
+
+    /// Creates or replaces a tenant object (route or alert rule). The document is validated by
+    /// the caller (the binary's route and alert-rule parsers); an identical document writes
+    /// nothing and returns [`Upsert::Unchanged`].
+    pub async fn put_tenant_object(&self, rec: &TenantObject) -> Result<(TenantObject, Upsert), StoreError> {
+        objects::validate(rec)?;
+        write_tx!(self, |tx| repo::put_object(tx, &self.actor, rec))
+    }
+
+    pub async fn get_tenant_object(
+        &self,
+        tenant_id: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<TenantObject, StoreError> {
+        read_tx!(self, |tx| repo::get_object(tx, tenant_id, kind, name))
+    }
+
+    /// Objects ordered by tenant, kind and name; `None` filters nothing.
+    pub async fn list_tenant_objects(
+        &self,
+        tenant_id: Option<&str>,
+        kind: Option<ObjectKind>,
+    ) -> Result<Vec<TenantObject>, StoreError> {
+        read_tx!(self, |tx| repo::list_objects(tx, tenant_id, kind))
+    }
+
+    pub async fn delete_tenant_object(
+        &self,
+        tenant_id: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        objects::validate_name(name)?;
+        write_tx!(self, |tx| repo::delete_object(tx, &self.actor, tenant_id, kind, name))
     }
 
     pub async fn get_provider(&self, id: &str) -> Result<ProviderRecord, StoreError> {

@@ -389,6 +389,7 @@ impl Tx for MySqlTx {
 
     crate::admin_tokens::admin_token_methods!(|_: usize| "?".to_string());
     crate::providers::provider_methods!(|_: usize| "?".to_string());
+    crate::objects::object_methods!(|_: usize| "?".to_string());
     crate::providers::script_methods!(|_: usize| "?".to_string());
     crate::versions::version_methods!(|_: usize| "?".to_string());
 

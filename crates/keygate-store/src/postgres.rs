@@ -370,6 +370,7 @@ impl Tx for PgTx {
 
     crate::admin_tokens::admin_token_methods!(|n: usize| format!("${n}"));
     crate::providers::provider_methods!(|n: usize| format!("${n}"));
+    crate::objects::object_methods!(|n: usize| format!("${n}"));
     crate::providers::script_methods!(|n: usize| format!("${n}"));
     crate::versions::version_methods!(|n: usize| format!("${n}"));
 

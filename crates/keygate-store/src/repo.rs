@@ -8,6 +8,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::admin_tokens::AdminTokenRecord;
+use crate::objects::{ObjectKind, TenantObject, MAX_PER_TENANT};
 use crate::providers::{LoadedProvider, ProviderRecord, ProviderSecretMeta, ScriptVersion, SealedSecret};
 use crate::rows::{to_json, CiphertextRow, StoredKey};
 use crate::validate::{invalid, limits};
@@ -145,6 +146,25 @@ pub(crate) trait Tx: Send + Sized {
         &mut self,
         provider_id: Option<&str>,
     ) -> impl Future<Output = R<Vec<SealedSecret>>> + Send;
+
+    fn object_get(
+        &mut self,
+        tenant_id: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> impl Future<Output = R<Option<TenantObject>>> + Send;
+    fn object_list(
+        &mut self,
+        tenant_id: Option<&str>,
+        kind: Option<ObjectKind>,
+    ) -> impl Future<Output = R<Vec<TenantObject>>> + Send;
+    fn object_write(&mut self, o: &TenantObject, insert: bool) -> impl Future<Output = R<()>> + Send;
+    fn object_delete(
+        &mut self,
+        tenant_id: &str,
+        kind: ObjectKind,
+        name: &str,
+    ) -> impl Future<Output = R<u64>> + Send;
 
     fn script_insert(&mut self, v: &ScriptVersion) -> impl Future<Output = R<()>> + Send;
     fn script_list(&mut self, provider_id: &str) -> impl Future<Output = R<Vec<ScriptVersion>>> + Send;
@@ -792,6 +812,102 @@ pub(crate) async fn admin_token_by_hash<T: Tx>(mut tx: T, hash: &str) -> R<Optio
 
 pub(crate) async fn list_admin_tokens<T: Tx>(mut tx: T, tenant_id: Option<&str>) -> R<Vec<AdminTokenRecord>> {
     tx.admin_token_list(tenant_id).await
+}
+
+// ---- tenant objects (routes, alert rules) ----
+
+pub(crate) async fn put_object<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    rec: &TenantObject,
+) -> R<(TenantObject, Upsert)> {
+    if tx.tenant_get(&rec.tenant_id, false).await?.is_none() {
+        return Err(not_found("tenant", &rec.tenant_id));
+    }
+    let now = now_secs();
+    let mut rec = rec.clone();
+    rec.updated_at = now;
+    rec.updated_by = actor.to_string();
+    let action = |verb: &str| format!("{}.{verb}", rec.kind);
+    let outcome = match tx.object_get(&rec.tenant_id, rec.kind, &rec.name).await? {
+        Some(before) => {
+            rec.created_at = before.created_at;
+            if before.config == rec.config {
+                tx.commit().await?;
+                return Ok((before, Upsert::Unchanged));
+            }
+            tx.object_write(&rec, false).await?;
+            changed(
+                &mut tx,
+                actor,
+                &action("update"),
+                &rec.target(),
+                Some(&value(&before)?),
+                Some(&value(&rec)?),
+            )
+            .await?;
+            Upsert::Updated
+        }
+        None => {
+            let owned = tx.object_list(Some(&rec.tenant_id), Some(rec.kind)).await?.len();
+            if owned >= MAX_PER_TENANT {
+                return Err(invalid(
+                    "object",
+                    format!(
+                        "tenant {} already has {MAX_PER_TENANT} objects of kind {}",
+                        rec.tenant_id, rec.kind
+                    ),
+                ));
+            }
+            rec.created_at = now;
+            tx.object_write(&rec, true).await?;
+            changed(&mut tx, actor, &action("create"), &rec.target(), None, Some(&value(&rec)?)).await?;
+            Upsert::Created
+        }
+    };
+    tx.commit().await?;
+    Ok((rec, outcome))
+}
+
+pub(crate) async fn get_object<T: Tx>(
+    mut tx: T,
+    tenant_id: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> R<TenantObject> {
+    let o = tx
+        .object_get(tenant_id, kind, name)
+        .await?
+        .ok_or_else(|| not_found(kind.as_str(), &format!("{tenant_id}/{name}")))?;
+    tx.commit().await?;
+    Ok(o)
+}
+
+pub(crate) async fn list_objects<T: Tx>(
+    mut tx: T,
+    tenant_id: Option<&str>,
+    kind: Option<ObjectKind>,
+) -> R<Vec<TenantObject>> {
+    let all = tx.object_list(tenant_id, kind).await?;
+    tx.commit().await?;
+    Ok(all)
+}
+
+pub(crate) async fn delete_object<T: Tx>(
+    mut tx: T,
+    actor: &str,
+    tenant_id: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> R<()> {
+    let before = tx
+        .object_get(tenant_id, kind, name)
+        .await?
+        .ok_or_else(|| not_found(kind.as_str(), &format!("{tenant_id}/{name}")))?;
+    tx.object_delete(tenant_id, kind, name).await?;
+    changed(&mut tx, actor, &format!("{kind}.delete"), &before.target(), Some(&value(&before)?), None)
+        .await?;
+    tx.commit().await
 }
 
 // ---- outbound providers ----

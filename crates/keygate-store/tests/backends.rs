@@ -48,6 +48,7 @@ backend_tests!(
     admin_tokens_are_hashed_scoped_and_revocable,
     providers_and_write_only_secrets,
     config_versions_and_the_publish_fence,
+    tenant_objects_are_scoped_audited_and_counted,
 );
 
 async fn run<F, Fut>(kind: Kind, case: F)
@@ -1095,5 +1096,124 @@ async fn config_versions_and_the_publish_fence(db: TestDb) {
     assert!(!store.change_state().await.unwrap().1, "expired");
     assert!(store.begin_publish(60).await.unwrap());
     store.end_publish().await.unwrap();
+    store.close().await;
+}
+
+async fn tenant_objects_are_scoped_audited_and_counted(db: TestDb) {
+    use keygate_store::{ObjectKind, TenantObject, Upsert};
+    let store = seeded(&db).await.with_actor("alice");
+    store.create_tenant(&tenant("t2")).await.unwrap();
+    let obj = |t: &str, kind, name: &str, config| TenantObject {
+        tenant_id: t.into(),
+        kind,
+        name: name.into(),
+        config,
+        created_at: 0,
+        updated_at: 0,
+        updated_by: String::new(),
+    };
+    let route = obj(
+        "t1",
+        ObjectKind::Route,
+        "orders",
+        serde_json::json!({"path_prefix": "/t1/orders", "upstream": "http://u:1"}),
+    );
+    let c0 = store.change_counter().await.unwrap();
+    let (saved, up) = store.put_tenant_object(&route).await.unwrap();
+    assert_eq!(up, Upsert::Created);
+    assert_eq!(saved.updated_by, "alice");
+    assert!(saved.created_at > 0);
+    let c1 = store.change_counter().await.unwrap();
+    assert!(c1 > c0, "a new object is a change");
+    // The same document again writes nothing and is not a change.
+    let (_, up) = store.put_tenant_object(&route).await.unwrap();
+    assert_eq!(up, Upsert::Unchanged);
+    assert_eq!(store.change_counter().await.unwrap(), c1);
+    // Same name, other kind and other tenant: independent objects.
+    let rule = obj(
+        "t1",
+        ObjectKind::AlertRule,
+        "orders",
+        serde_json::json!({"kind": "replays", "per": "app", "threshold": 3}),
+    );
+    store.put_tenant_object(&rule).await.unwrap();
+    let other = obj(
+        "t2",
+        ObjectKind::Route,
+        "orders",
+        serde_json::json!({"path_prefix": "/t2/orders", "upstream": "http://u:1"}),
+    );
+    store.put_tenant_object(&other).await.unwrap();
+    // Quotes and non-ASCII in documents round-trip.
+    let mut updated = route.clone();
+    updated.config = serde_json::json!({"path_prefix": "/t1/orders", "upstream": "http://u:2", "note": "it's \"ü\"; DROP TABLE x"});
+    let (after, up) = store.put_tenant_object(&updated).await.unwrap();
+    assert_eq!(up, Upsert::Updated);
+    assert_eq!(after.created_at, saved.created_at);
+    let got = store.get_tenant_object("t1", ObjectKind::Route, "orders").await.unwrap();
+    assert_eq!(got.config, updated.config);
+
+    let names = |v: Vec<TenantObject>| v.into_iter().map(|o| o.target()).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_tenant_objects(None, None).await.unwrap()),
+        ["t1/alert_rule/orders", "t1/route/orders", "t2/route/orders"]
+    );
+    assert_eq!(
+        names(store.list_tenant_objects(Some("t1"), Some(ObjectKind::Route)).await.unwrap()),
+        ["t1/route/orders"]
+    );
+    assert_eq!(
+        names(store.list_tenant_objects(None, Some(ObjectKind::Route)).await.unwrap()),
+        ["t1/route/orders", "t2/route/orders"]
+    );
+    assert_eq!(names(store.list_tenant_objects(Some("t2"), None).await.unwrap()), ["t2/route/orders"]);
+
+    // Refusals name the field or the object.
+    assert_not_found(
+        store.put_tenant_object(&obj("nope", ObjectKind::Route, "x", serde_json::json!({}))).await,
+        "tenant nope",
+    );
+    assert_invalid(
+        store.put_tenant_object(&obj("t1", ObjectKind::Route, "bad name", serde_json::json!({}))).await,
+        "object.name",
+    );
+    assert_invalid(
+        store.put_tenant_object(&obj("t1", ObjectKind::Route, "x", serde_json::json!([1]))).await,
+        "object.config",
+    );
+    let huge = serde_json::json!({"x": "y".repeat(70_000)});
+    assert_invalid(store.put_tenant_object(&obj("t1", ObjectKind::Route, "x", huge)).await, "object.config");
+    assert_not_found(
+        store.get_tenant_object("t2", ObjectKind::AlertRule, "orders").await,
+        "alert_rule t2/orders",
+    );
+    assert_not_found(store.delete_tenant_object("t1", ObjectKind::Route, "ghost").await, "route t1/ghost");
+    assert!("bogus".parse::<ObjectKind>().is_err());
+
+    // Audit: who, what, before and after.
+    let audit = store.list_admin_audit(50, 0).await.unwrap();
+    let actions: Vec<_> =
+        audit.iter().filter(|e| e.target.ends_with("/orders")).map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"route.create")
+            && actions.contains(&"route.update")
+            && actions.contains(&"alert_rule.create"),
+        "{actions:?}"
+    );
+
+    let c2 = store.change_counter().await.unwrap();
+    store.delete_tenant_object("t1", ObjectKind::Route, "orders").await.unwrap();
+    assert!(store.change_counter().await.unwrap() > c2);
+    assert_not_found(store.get_tenant_object("t1", ObjectKind::Route, "orders").await, "route t1/orders");
+    assert!(store
+        .list_admin_audit(5, 0)
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "route.delete" && e.target == "t1/route/orders"));
+
+    // Objects go with their tenant.
+    store.delete_tenant("t2").await.unwrap();
+    assert!(store.list_tenant_objects(Some("t2"), None).await.unwrap().is_empty());
     store.close().await;
 }
