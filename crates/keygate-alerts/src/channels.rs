@@ -52,25 +52,43 @@ impl ChannelConfig {
         }
     }
 
-    /// The request body for a webhook channel; `None` for email.
+    /// The request body for a webhook channel; `None` for email. A tenant's alert carries the
+    /// tenant: a `"tenant"` field in the generic webhook, a `[tenant T]` prefix in chat text.
     pub fn payload(&self, a: &Alert) -> Option<serde_json::Value> {
         Some(match self {
-            Self::Webhook { .. } => json!({
-                "source": "keygate",
-                "rule": a.rule,
-                "kind": a.kind,
-                "subject": a.subject,
-                "count": a.count,
-                "window_secs": a.window_secs,
-                "at": a.at,
-                "message": a.message,
-            }),
-            Self::Slack { .. } => json!({ "text": a.message }),
-            Self::Dingtalk { .. } => json!({ "msgtype": "text", "text": { "content": a.message } }),
-            Self::Feishu { .. } => json!({ "msg_type": "text", "content": { "text": a.message } }),
-            Self::Wecom { .. } => json!({ "msgtype": "text", "text": { "content": a.message } }),
+            Self::Webhook { .. } => {
+                let mut v = json!({
+                    "source": "keygate",
+                    "rule": a.rule,
+                    "kind": a.kind,
+                    "subject": a.subject,
+                    "count": a.count,
+                    "window_secs": a.window_secs,
+                    "at": a.at,
+                    "message": a.message,
+                });
+                if let (Some(t), Some(obj)) = (&a.tenant, v.as_object_mut()) {
+                    obj.insert("tenant".into(), json!(t));
+                }
+                v
+            }
+            Self::Slack { .. } => json!({ "text": a.text() }),
+            Self::Dingtalk { .. } => json!({ "msgtype": "text", "text": { "content": a.text() } }),
+            Self::Feishu { .. } => json!({ "msg_type": "text", "content": { "text": a.text() } }),
+            Self::Wecom { .. } => json!({ "msgtype": "text", "text": { "content": a.text() } }),
             Self::Email(_) => return None,
         })
+    }
+}
+
+/// Subject and body of an alert mail; a tenant's alert names the tenant in both.
+pub fn email_text(a: &Alert) -> (String, String) {
+    match &a.tenant {
+        Some(t) => (
+            format!("[keygate] [tenant {t}] {} — {}", a.rule, a.subject),
+            format!("Tenant: {t}\n{}", a.text()),
+        ),
+        None => (format!("[keygate] {} — {}", a.rule, a.subject), a.message.clone()),
     }
 }
 
@@ -146,8 +164,8 @@ impl Sender {
     async fn once(&self, channel: &ChannelConfig, alert: &Alert) -> Result<(), DeliveryError> {
         let url = match channel {
             ChannelConfig::Email(cfg) => {
-                let subject = format!("[keygate] {} — {}", alert.rule, alert.subject);
-                return Ok(smtp::send(cfg, &subject, &alert.message).await?);
+                let (subject, body) = email_text(alert);
+                return Ok(smtp::send(cfg, &subject, &body).await?);
             }
             ChannelConfig::Webhook { url }
             | ChannelConfig::Slack { url }
@@ -169,5 +187,85 @@ impl Sender {
         } else {
             Err(DeliveryError::Status(status.as_u16()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn alert(tenant: Option<&str>) -> Alert {
+        Alert {
+            rule: "sig".into(),
+            kind: "count".into(),
+            subject: "shop".into(),
+            count: 3,
+            window_secs: 60,
+            at: 1_800_000_000,
+            message: "keygate: 3 signature failures from app shop within 60 s (threshold 2)".into(),
+            tenant: tenant.map(str::to_string),
+        }
+    }
+
+    fn chats() -> [ChannelConfig; 4] {
+        let url = String::from("http://127.0.0.1:9/x");
+        [
+            ChannelConfig::Slack { url: url.clone() },
+            ChannelConfig::Dingtalk { url: url.clone() },
+            ChannelConfig::Feishu { url: url.clone() },
+            ChannelConfig::Wecom { url },
+        ]
+    }
+
+    fn chat_text(v: &serde_json::Value) -> &str {
+        v.pointer("/text")
+            .and_then(|t| t.as_str().or_else(|| t.pointer("/content").and_then(|c| c.as_str())))
+            .or_else(|| v.pointer("/content/text").and_then(|c| c.as_str()))
+            .unwrap()
+    }
+
+    #[test]
+    fn payload_carries_the_tenant() {
+        let hook = ChannelConfig::Webhook { url: "http://127.0.0.1:9/x".into() };
+        let p = hook.payload(&alert(Some("acme"))).unwrap();
+        assert_eq!((p["tenant"].as_str(), p["rule"].as_str()), (Some("acme"), Some("sig")));
+        assert_eq!(p["message"], alert(None).message.as_str(), "the message itself is unchanged");
+        let p = hook.payload(&alert(None)).unwrap();
+        assert!(p.get("tenant").is_none(), "operator alerts keep their shape: {p}");
+        for ch in chats() {
+            let t = ch.payload(&alert(Some("acme"))).unwrap();
+            assert_eq!(chat_text(&t), format!("[tenant acme] {}", alert(None).message), "{}", ch.kind());
+            let o = ch.payload(&alert(None)).unwrap();
+            assert_eq!(chat_text(&o), alert(None).message, "{}", ch.kind());
+        }
+        let email = ChannelConfig::Email(
+            serde_json::from_value(serde_json::json!({
+                "host": "127.0.0.1", "from": "a@example.test", "to": ["b@example.test"]
+            }))
+            .unwrap(),
+        );
+        assert!(email.payload(&alert(Some("acme"))).is_none());
+    }
+
+    #[test]
+    fn email_names_the_tenant() {
+        let (subject, body) = email_text(&alert(Some("acme")));
+        assert_eq!(subject, "[keygate] [tenant acme] sig — shop");
+        assert!(body.starts_with("Tenant: acme\n[tenant acme] keygate: 3 signature failures"), "{body}");
+        let (subject, body) = email_text(&alert(None));
+        assert_eq!((subject.as_str(), body), ("[keygate] sig — shop", alert(None).message));
+    }
+
+    #[test]
+    fn the_tenant_field_is_optional_in_json() {
+        let v = serde_json::to_value(alert(None)).unwrap();
+        assert!(v.get("tenant").is_none());
+        let back: Alert = serde_json::from_value(v).unwrap();
+        assert_eq!(back, alert(None));
+        let v = serde_json::to_value(alert(Some("acme"))).unwrap();
+        assert_eq!(v["tenant"], "acme");
+        assert_eq!(serde_json::from_value::<Alert>(v).unwrap(), alert(Some("acme")));
     }
 }

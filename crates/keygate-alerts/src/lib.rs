@@ -2,20 +2,30 @@
 //! (signature-failure spikes per app or IP, replay bursts, a new source range for an app,
 //! provider error spikes, audit spill growth), delivered to a JSON webhook, Slack, DingTalk,
 //! Feishu/Lark, WeCom or SMTP email with retries. Off the request path: `record` never blocks.
+//!
+//! Besides the operator's rules (from the config), tenants own rules (from the database, set
+//! with [`Alerts::set_tenant_rules`]): each tenant's rules run in an engine of their own that
+//! only sees events of that tenant's apps, and their alerts carry the tenant.
 #![forbid(unsafe_code)]
 
 pub mod channels;
 pub mod rules;
 pub mod smtp;
+pub mod tenants;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use channels::{ChannelConfig, DeliveryError, Retry, Sender};
 pub use rules::{Alert, Engine, Event, Per, RuleConfig, RuleError};
+pub use tenants::validate_tenant_rules;
+
+use tenants::{Recent, TenantEngines, TenantSet};
 
 /// `[alerts]` in the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +69,8 @@ pub struct AlertStats {
     pub failed: AtomicU64,
 }
 
-/// Fired alerts kept for [`Alerts::view`].
+/// Fired alerts kept for [`Alerts::view`] (and as many per tenant for
+/// [`Alerts::view_for_tenant`]).
 pub const RECENT: usize = 50;
 
 /// Handle to the running alert pipeline. Cheap to clone.
@@ -67,13 +78,22 @@ pub const RECENT: usize = 50;
 pub struct Alerts {
     tx: mpsc::Sender<Input>,
     pub stats: Arc<AlertStats>,
-    /// The newest fired alerts (at most [`RECENT`]), for the console.
-    recent: Arc<std::sync::Mutex<std::collections::VecDeque<Alert>>>,
+    /// The newest fired alerts (at most [`RECENT`] overall and per tenant), for the consoles.
+    recent: Arc<std::sync::Mutex<Recent>>,
     rules: Arc<Vec<RuleConfig>>,
     /// Channel kinds only: a webhook URL can be a credential (Slack, DingTalk) and is never shown.
     channel_kinds: Arc<Vec<&'static str>>,
-    /// Codes some rule counts (plus `ok` when a rule watches successful calls).
-    interesting: Arc<Vec<String>>,
+    /// Codes the operator's rules count.
+    operator_codes: Arc<Vec<String>>,
+    /// Codes some operator or tenant rule counts (plus `ok` when a rule watches successful
+    /// calls), sorted. Read on every request: lock-free, allocation-free.
+    interesting: Arc<ArcSwap<Vec<String>>>,
+    /// The tenant rules, watched by the evaluation task. A `watch` rather than an `Input` on
+    /// the bounded queue: an update is never dropped when the queue is full (and never blocks
+    /// the caller), updates coalesce (only the newest set matters), and the task checks it
+    /// before each queued event, so events recorded after `set_tenant_rules` returns see the
+    /// new rules.
+    tenants: watch::Sender<Arc<TenantSet>>,
 }
 
 impl std::fmt::Debug for Alerts {
@@ -106,9 +126,12 @@ impl Alerts {
         let mut engine = Engine::new(&cfg.rules)?;
         let rules = Arc::new(cfg.rules.clone());
         let channel_kinds = Arc::new(cfg.channels.iter().map(|c| c.kind()).collect::<Vec<_>>());
-        let recent: Arc<std::sync::Mutex<std::collections::VecDeque<Alert>>> = Arc::default();
+        let recent: Arc<std::sync::Mutex<Recent>> = Arc::default();
         let recent_w = recent.clone();
-        let interesting = Arc::new(interesting_codes(&cfg.rules));
+        let operator_codes = Arc::new(interesting_codes(&cfg.rules));
+        let interesting = Arc::new(ArcSwap::from(operator_codes.clone()));
+        let (tenants, mut tenants_rx) = watch::channel(Arc::new(TenantSet::default()));
+        let mut tenant_engines = TenantEngines::default();
         let sender = Sender::new(retry)?;
         let (tx, mut rx) = mpsc::channel::<Input>(16_384);
         let stats = Arc::new(AlertStats::default());
@@ -133,12 +156,23 @@ impl Alerts {
             let mut tick = tokio::time::interval(window);
             tick.tick().await;
             let (mut sent, mut suppressed) = (0u64, 0u64);
+            let mut tenants_open = true;
             loop {
+                // Biased: a tenant-rule update first (rare), then the rate-cap tick (once per
+                // window, so a flood of events cannot starve it), then the queue.
                 let input = tokio::select! {
-                    input = rx.recv() => match input {
-                        Some(i) => i,
-                        None => return,
-                    },
+                    biased;
+                    changed = tenants_rx.changed(), if tenants_open => {
+                        match changed {
+                            Ok(()) => {
+                                let set = tenants_rx.borrow_and_update().clone();
+                                tenant_engines.update(set);
+                            }
+                            // Every handle is gone; drain the queue.
+                            Err(_) => tenants_open = false,
+                        }
+                        continue;
+                    }
                     _ = tick.tick() => {
                         if suppressed > 0 {
                             let now = unix_now();
@@ -153,28 +187,40 @@ impl Alerts {
                                     "keygate: {suppressed} more alerts in the last {} s were not sent individually (max {cap} per window); see the logs",
                                     window.as_secs()
                                 ),
+                                tenant: None,
                             }, st.clone());
                         }
                         sent = 0;
                         suppressed = 0;
                         continue;
                     }
+                    input = rx.recv() => match input {
+                        Some(i) => i,
+                        None => return,
+                    },
                 };
                 let now = unix_now();
                 let fired = match input {
-                    Input::Event(ev) => engine.observe(&ev, now),
+                    Input::Event(ev) => {
+                        // The operator's rules see every event; a tenant's only its apps'.
+                        let mut fired = engine.observe(&ev, now);
+                        fired.extend(tenant_engines.observe(&ev, now));
+                        fired
+                    }
                     Input::Gauge(name, v) => engine.gauge(&name, v, now),
                 };
                 for alert in fired {
                     st.fired.fetch_add(1, Ordering::Relaxed);
-                    {
-                        let mut r = recent_w.lock().unwrap_or_else(|e| e.into_inner());
-                        if r.len() == RECENT {
-                            r.pop_front();
-                        }
-                        r.push_back(alert.clone());
-                    }
-                    tracing::warn!(rule = %alert.rule, subject = %alert.subject, count = alert.count, "alert: {}", alert.message);
+                    recent_w.lock().unwrap_or_else(|e| e.into_inner()).push(&alert);
+                    tracing::warn!(
+                        rule = %alert.rule,
+                        subject = %alert.subject,
+                        count = alert.count,
+                        tenant = alert.tenant.as_deref().unwrap_or("-"),
+                        "alert: {}",
+                        alert.message
+                    );
+                    // Tenant alerts count against the same cap: no flooding through them either.
                     if sent < cap {
                         sent += 1;
                         deliver(alert, st.clone());
@@ -185,14 +231,45 @@ impl Alerts {
                 }
             }
         });
-        Ok(Self { tx, stats, recent, rules, channel_kinds, interesting })
+        Ok(Self { tx, stats, recent, rules, channel_kinds, operator_codes, interesting, tenants })
+    }
+
+    /// Sets the tenants' rules (tenant id → rules) and which tenant owns each app (app id →
+    /// tenant id). Call after every configuration reload: an identical call is a cheap no-op,
+    /// and a tenant whose rules did not change keeps its counts (changed rules start from
+    /// zero; tenants left out are dropped). Each tenant's rules should have passed
+    /// [`validate_tenant_rules`]; a tenant whose rules do not is logged and gets no rules.
+    /// Never blocks on the event queue, and events recorded after it returns see the new rules.
+    pub fn set_tenant_rules(
+        &self,
+        rules: HashMap<String, Vec<RuleConfig>>,
+        app_tenant: HashMap<String, String>,
+    ) {
+        // Under the watch's lock: concurrent calls apply in one order, `interesting` included.
+        self.tenants.send_if_modified(|cur| {
+            if cur.rules == rules && cur.app_tenant == app_tenant {
+                return false;
+            }
+            let next = cur.next(rules, app_tenant);
+            let mut codes = (*self.operator_codes).clone();
+            for (_, list) in next.all_active() {
+                codes.extend(interesting_codes(list));
+            }
+            codes.sort_unstable();
+            codes.dedup();
+            self.interesting.store(Arc::new(codes));
+            *cur = Arc::new(next);
+            true
+        });
     }
 
     /// What the console shows: rules, channel kinds (never their URLs or addresses), counters,
-    /// and the newest fired alerts, newest first.
+    /// the newest fired alerts (newest first, tenants' included) and the tenants' rules.
     pub fn view(&self) -> serde_json::Value {
-        let recent: Vec<Alert> =
-            self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().cloned().collect();
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner()).all();
+        let set = self.tenants.borrow().clone();
+        let tenant_rules: serde_json::Map<String, serde_json::Value> =
+            set.all_active().map(|(t, r)| (t.clone(), serde_json::to_value(r).unwrap_or_default())).collect();
         let s = &self.stats;
         serde_json::json!({
             "rules": *self.rules,
@@ -205,12 +282,26 @@ impl Alerts {
                 "dropped": s.dropped.load(Ordering::Relaxed),
             },
             "recent": recent,
+            "tenant_rules": tenant_rules,
         })
     }
 
-    /// Whether any rule looks at outcomes with this code (skip the rest before allocating).
+    /// What a tenant's console shows: its rules, how many alerts they fired and their newest
+    /// alerts, newest first. Nothing of the operator's (no channels, no other counters).
+    pub fn view_for_tenant(&self, tenant: &str) -> serde_json::Value {
+        let (recent, fired) = self.recent.lock().unwrap_or_else(|e| e.into_inner()).tenant(tenant);
+        let set = self.tenants.borrow().clone();
+        serde_json::json!({
+            "rules": set.active(tenant).unwrap_or(&[]),
+            "stats": { "fired": fired },
+            "recent": recent,
+        })
+    }
+
+    /// Whether any rule (the operator's or a tenant's) looks at outcomes with this code (skip
+    /// the rest before allocating). Lock-free and allocation-free.
     pub fn wants(&self, code: &str) -> bool {
-        self.interesting.iter().any(|c| c == code)
+        self.interesting.load().binary_search_by(|c| c.as_str().cmp(code)).is_ok()
     }
 
     /// Queues a request outcome; drops it (counted) if the queue is full.

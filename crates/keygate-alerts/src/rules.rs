@@ -27,8 +27,9 @@ pub enum Per {
     Ip,
 }
 
-/// A rule from the config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A rule from the config (operator) or from the database (tenant). `PartialEq` lets a reload
+/// with unchanged rules keep the counting state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RuleConfig {
     /// `signature_mismatch` refusals above `threshold` within `window_secs`.
@@ -113,6 +114,33 @@ pub struct Alert {
     /// Unix seconds.
     pub at: u64,
     pub message: String,
+    /// The tenant owning the rule that fired; `None` for the operator's rules.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tenant: Option<String>,
+}
+
+impl Alert {
+    /// The message as sent to chat channels and mail: prefixed with `[tenant T]` when a
+    /// tenant's rule fired.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.tenant {
+            Some(t) => format!("[tenant {t}] {}", self.message).into(),
+            None => self.message.as_str().into(),
+        }
+    }
+}
+
+impl RuleConfig {
+    /// The rule's `name`, if set.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::SignatureFailures { name, .. }
+            | Self::Replays { name, .. }
+            | Self::CodeSpike { name, .. }
+            | Self::NewIpRange { name, .. }
+            | Self::GaugeAbove { name, .. } => name.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -144,6 +172,8 @@ struct Rule {
 #[derive(Debug)]
 pub struct Engine {
     rules: Vec<Rule>,
+    /// Subjects tracked per rule (see [`MAX_SUBJECTS`]).
+    max_subjects: usize,
 }
 
 /// Why a rule is invalid.
@@ -155,7 +185,14 @@ pub struct RuleError {
 }
 
 impl Engine {
+    /// Validates the rules; each tracks at most [`MAX_SUBJECTS`] subjects.
     pub fn new(configs: &[RuleConfig]) -> Result<Self, RuleError> {
+        Self::with_subject_limit(configs, MAX_SUBJECTS)
+    }
+
+    /// [`Engine::new`] with another bound on the subjects tracked per rule (tenant engines use
+    /// a smaller one: there is one engine per tenant).
+    pub fn with_subject_limit(configs: &[RuleConfig], max_subjects: usize) -> Result<Self, RuleError> {
         let mut rules = Vec::with_capacity(configs.len());
         for (index, c) in configs.iter().enumerate() {
             let err = |reason: &str| RuleError { index, reason: reason.to_string() };
@@ -219,12 +256,13 @@ impl Engine {
             }
             rules.push(Rule { name, kind, state: Subjects::default() });
         }
-        Ok(Self { rules })
+        Ok(Self { rules, max_subjects: max_subjects.max(1) })
     }
 
     /// Feeds one request outcome at Unix second `now`; returns the alerts it fires.
     pub fn observe(&mut self, ev: &Event, now: u64) -> Vec<Alert> {
         let mut out = Vec::new();
+        let max_subjects = self.max_subjects;
         for rule in &mut self.rules {
             match &rule.kind {
                 Kind::Count { label, codes, per, threshold, window, cooldown } => {
@@ -239,9 +277,9 @@ impl Engine {
                         Per::Ip => ev.ip.to_canonical().to_string(),
                     };
                     let st = &mut rule.state;
-                    if !st.hits.contains_key(&subject) && st.hits.len() >= MAX_SUBJECTS {
+                    if !st.hits.contains_key(&subject) && st.hits.len() >= max_subjects {
                         prune(&mut st.hits, now, *window);
-                        if st.hits.len() >= MAX_SUBJECTS {
+                        if st.hits.len() >= max_subjects {
                             st.untracked += 1;
                             continue;
                         }
@@ -269,6 +307,7 @@ impl Engine {
                             count,
                             window_secs: *window,
                             at: now,
+                            tenant: None,
                         });
                     }
                 }
@@ -276,7 +315,7 @@ impl Engine {
                     let (Some(app), "ok") = (&ev.app, ev.code.as_str()) else { continue };
                     let range = range_of(ev.ip, *v4, *v6);
                     let st = &mut rule.state;
-                    if !st.ranges.contains_key(app) && st.ranges.len() >= MAX_SUBJECTS {
+                    if !st.ranges.contains_key(app) && st.ranges.len() >= max_subjects {
                         st.untracked += 1;
                         continue;
                     }
@@ -297,6 +336,7 @@ impl Engine {
                             count: 1,
                             window_secs: 0,
                             at: now,
+                            tenant: None,
                         });
                     }
                 }
@@ -324,6 +364,7 @@ impl Engine {
                     window_secs: 0,
                     at: now,
                     message: format!("keygate: {gauge} is {value} (threshold {threshold})"),
+                    tenant: None,
                 });
             }
         }

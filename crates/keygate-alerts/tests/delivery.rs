@@ -2,6 +2,7 @@
 // the retries) for every chat format, and an SMTP sink speaking the protocol.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,6 +67,7 @@ fn alert() -> Alert {
         window_secs: 60,
         at: 1_800_000_000,
         message: "keygate: 21 signature failures from app shop within 60 s (threshold 20)".into(),
+        tenant: None,
     }
 }
 
@@ -235,6 +237,7 @@ async fn the_pipeline_fires_once_per_cooldown_and_delivers() {
     let got = got.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "one alert per cooldown");
     assert_eq!(got[0].1["subject"], "192.0.2.9");
+    assert!(got[0].1.get("tenant").is_none(), "an operator alert has no tenant");
     assert_eq!(alerts.stats.fired.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
@@ -279,4 +282,98 @@ async fn an_ip_rotating_flood_is_capped_and_summarised() {
     assert_eq!(summary.1["count"], 95);
     assert_eq!(alerts.stats.fired.load(std::sync::atomic::Ordering::Relaxed), 100);
     assert_eq!(alerts.stats.suppressed.load(std::sync::atomic::Ordering::Relaxed), 95);
+}
+
+fn tenant_sig(name: &str) -> RuleConfig {
+    RuleConfig::SignatureFailures {
+        name: Some(name.into()),
+        per: Per::Ip,
+        threshold: 1,
+        window_secs: 60,
+        cooldown_secs: 600,
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_rule_fires_and_the_webhook_names_the_tenant() {
+    let (addr, got) = receiver(0).await;
+    let cfg = AlertsConfig {
+        rules: vec![],
+        channels: vec![
+            ChannelConfig::Webhook { url: format!("http://{addr}/hook") },
+            ChannelConfig::Slack { url: format!("http://{addr}/slack") },
+        ],
+        max_per_minute: 30,
+    };
+    let alerts = Alerts::start(cfg, fast()).unwrap();
+    assert!(!alerts.wants("signature_mismatch"));
+    alerts.set_tenant_rules(
+        HashMap::from([("acme".to_string(), vec![tenant_sig("acme-sig")])]),
+        HashMap::from([("shop".to_string(), "acme".to_string())]),
+    );
+    assert!(alerts.wants("signature_mismatch"));
+    for _ in 0..2 {
+        alerts.record(Event {
+            app: Some("shop".into()),
+            ip: "192.0.2.7".parse().unwrap(),
+            code: "signature_mismatch".into(),
+        });
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while got.0.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "tenant alert not delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = got.0.lock().unwrap().clone();
+    let by = |p: &str| got.iter().find(|(path, _)| path == p).unwrap().1.clone();
+    let hook = by("/hook");
+    assert_eq!(
+        (hook["tenant"].as_str(), hook["rule"].as_str(), hook["subject"].as_str(), hook["count"].as_u64()),
+        (Some("acme"), Some("acme-sig"), Some("192.0.2.7"), Some(2))
+    );
+    let text = by("/slack")["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("[tenant acme] keygate: 2 signature failures from client IP 192.0.2.7"),
+        "{text}"
+    );
+    assert_eq!(alerts.view_for_tenant("acme")["stats"]["fired"], 1);
+}
+
+#[tokio::test]
+async fn tenant_alerts_count_against_the_same_rate_cap() {
+    let (addr, got) = receiver(0).await;
+    let cfg = AlertsConfig {
+        rules: vec![tenant_sig("operator")],
+        channels: vec![ChannelConfig::Webhook { url: format!("http://{addr}/hook") }],
+        max_per_minute: 3,
+    };
+    // A window long enough for every event to be evaluated inside the first one.
+    let alerts = Alerts::start_with_window(cfg, fast(), Duration::from_secs(2)).unwrap();
+    alerts.set_tenant_rules(
+        HashMap::from([("acme".to_string(), vec![tenant_sig("acme-sig")])]),
+        HashMap::from([("shop".to_string(), "acme".to_string())]),
+    );
+    // 20 addresses over the threshold: 20 operator and 20 tenant alerts fire.
+    for i in 0..20u32 {
+        for _ in 0..2 {
+            alerts.record(Event {
+                app: Some("shop".into()),
+                ip: std::net::Ipv4Addr::from(0xC000_0200 + i).into(),
+                code: "signature_mismatch".into(),
+            });
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.0.lock().unwrap().iter().any(|(_, v)| v["rule"] == "alert_rate_cap") {
+        assert!(tokio::time::Instant::now() < deadline, "no summary");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = got.0.lock().unwrap().clone();
+    let individual = got.iter().filter(|(_, v)| v["rule"] != "alert_rate_cap").count();
+    let summary = got.iter().find(|(_, v)| v["rule"] == "alert_rate_cap").unwrap();
+    assert_eq!(individual, 3, "one cap for operator and tenant alerts");
+    assert_eq!(summary.1["count"], 37);
+    assert!(summary.1.get("tenant").is_none());
+    assert_eq!(alerts.stats.fired.load(std::sync::atomic::Ordering::Relaxed), 40);
+    assert_eq!(alerts.view_for_tenant("acme")["stats"]["fired"], 20);
 }
