@@ -508,6 +508,45 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
+// ---- tenant routes and alert rules ----
+
+/// A route or alert rule a tenant owns.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantObjectView {
+    pub tenant_id: String,
+    /// `route` or `alert_rule`.
+    pub kind: String,
+    pub name: String,
+    /// The route (fields of a `[[routes]]` entry) or the alert rule.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+impl From<keygate_store::TenantObject> for TenantObjectView {
+    fn from(o: keygate_store::TenantObject) -> Self {
+        Self {
+            tenant_id: o.tenant_id,
+            kind: o.kind.as_str().to_string(),
+            name: o.name,
+            config: o.config,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            updated_by: o.updated_by,
+        }
+    }
+}
+
+/// Body of `PUT /admin/tenants/{tenant}/routes/{name}` and `…/alert-rules/{name}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutTenantObject {
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+}
+
 // ---- outbound providers ----
 
 /// A provider: its document (no secrets) and what is known about its secrets.

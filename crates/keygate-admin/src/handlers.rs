@@ -8,7 +8,9 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use keygate_store::{AdminRole, AdminTokenRecord, AppRecord, KeyRecord, RateLimit, Store, TenantRecord};
+use keygate_store::{
+    AdminRole, AdminTokenRecord, AppRecord, KeyRecord, ObjectKind, RateLimit, Store, TenantRecord,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -35,14 +37,15 @@ const MAX_SECRET: usize = 4096;
         search_requests, list_providers, get_provider, put_provider, delete_provider, list_provider_secrets,
         put_provider_secret, delete_provider_secret, list_scripts, save_script, activate_script, test_run,
         create_user_token, revoke_app_tokens, revoke_api_token, list_versions, get_version, diff_version,
-        save_version, rollback_version, alerts_view
+        save_version, rollback_version, alerts_view, tenant_alerts_view, list_routes, get_route, put_route,
+        delete_route, list_alert_rules, get_alert_rule, put_alert_rule, delete_alert_rule
     ),
     components(schemas(
         Tenant, App, CreateApp, UpdateApp, Rate, Key, CreateKey, UpdateKey, CreatedKey, RotateKey, Rotated,
         AppRevoked, AdminToken, CreateAdminToken, CreatedAdminToken, AuditEntry, ErrorEnvelope, WhoAmI,
         Provider, ProviderSecret, PutProvider, PutSecret, SaveScript, ScriptVersionView, SavedScript,
         CreateUserToken, IssuedToken, RevokeAppTokens, RevokeToken, TokensRevoked, VersionInfo, VersionView,
-        VersionDiff, SaveVersion, RollbackRequest, RollbackResult
+        VersionDiff, SaveVersion, RollbackRequest, RollbackResult, TenantObjectView, PutTenantObject
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -132,9 +135,187 @@ async fn changed_in(state: &AdminState, p: &Principal, tenant: &str, what: &str)
 pub async fn alerts_view(State(s): State<AdminState>, p: Principal) -> R<Json<serde_json::Value>> {
     check(&p.0, Action::ManageGateway, String::new)?;
     Ok(Json(match &s.alerts {
-        Some(view) => view(),
+        Some(view) => view(None),
         None => serde_json::json!({"rules": [], "channels": [], "stats": {}, "recent": []}),
     }))
+}
+
+/// One tenant's own alert rules, how often they fired, and their newest alerts (never another
+/// tenant's, never the operator's channels).
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/alerts", responses((status = 200, body = Object)))]
+pub async fn tenant_alerts_view(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> R<Json<serde_json::Value>> {
+    check(&p.0, Action::Read { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    s.store.get_tenant(&tenant).await?;
+    Ok(Json(match &s.alerts {
+        Some(view) => view(Some(&tenant)),
+        None => serde_json::json!({"rules": [], "stats": {"fired": 0}, "recent": []}),
+    }))
+}
+
+// ---- tenant routes and alert rules ----
+
+async fn list_objects(
+    s: &AdminState,
+    p: &Principal,
+    tenant: &str,
+    kind: ObjectKind,
+) -> R<Vec<TenantObjectView>> {
+    check(&p.0, Action::Read { tenant }, || format!("tenant {tenant}"))?;
+    s.store.get_tenant(tenant).await?;
+    Ok(s.store
+        .list_tenant_objects(Some(tenant), Some(kind))
+        .await?
+        .into_iter()
+        .map(TenantObjectView::from)
+        .collect())
+}
+
+async fn get_object(
+    s: &AdminState,
+    p: &Principal,
+    tenant: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> R<TenantObjectView> {
+    check(&p.0, Action::Read { tenant }, || format!("tenant {tenant}"))?;
+    Ok(s.store.get_tenant_object(tenant, kind, name).await?.into())
+}
+
+async fn put_object(
+    s: &AdminState,
+    p: &Principal,
+    tenant: String,
+    kind: ObjectKind,
+    name: String,
+    config: serde_json::Value,
+) -> R<(StatusCode, Json<TenantObjectView>)> {
+    check(&p.0, Action::ManageTenant { tenant: &tenant }, || format!("tenant {tenant}"))?;
+    s.store.get_tenant(&tenant).await?;
+    let validate = s
+        .validate_object
+        .as_ref()
+        .ok_or_else(|| AdminError::invalid("config", "this gateway does not accept tenant objects"))?;
+    let rec = keygate_store::TenantObject {
+        tenant_id: tenant,
+        kind,
+        name,
+        config,
+        created_at: 0,
+        updated_at: 0,
+        updated_by: String::new(),
+    };
+    let siblings = s.store.list_tenant_objects(Some(&rec.tenant_id), Some(kind)).await?;
+    validate(&rec, &siblings).map_err(|reason| AdminError::Invalid { field: "config".into(), reason })?;
+    let (rec, outcome) = p.store(s).put_tenant_object(&rec).await?;
+    let status = match outcome {
+        keygate_store::Upsert::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    if outcome != keygate_store::Upsert::Unchanged {
+        let verb = if status == StatusCode::CREATED { "create" } else { "update" };
+        changed_in(s, p, &rec.tenant_id, &format!("{verb} {} {}", kind.as_str().replace('_', " "), rec.name))
+            .await;
+    }
+    Ok((status, Json(rec.into())))
+}
+
+async fn delete_object(
+    s: &AdminState,
+    p: &Principal,
+    tenant: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> R<StatusCode> {
+    check(&p.0, Action::ManageTenant { tenant }, || format!("tenant {tenant}"))?;
+    p.store(s).delete_tenant_object(tenant, kind, name).await?;
+    changed_in(s, p, tenant, &format!("delete {} {name}", kind.as_str().replace('_', " "))).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant's own routes (`path_prefix` inside the tenant's subtree, upstream on the
+/// operator's allowlist; only the tenant's apps may call them).
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/routes", responses((status = 200, body = [TenantObjectView])))]
+pub async fn list_routes(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> R<Json<Vec<TenantObjectView>>> {
+    Ok(Json(list_objects(&s, &p, &tenant, ObjectKind::Route).await?))
+}
+
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/routes/{name}", responses((status = 200, body = TenantObjectView)))]
+pub async fn get_route(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+) -> R<Json<TenantObjectView>> {
+    Ok(Json(get_object(&s, &p, &tenant, ObjectKind::Route, &name).await?))
+}
+
+/// Creates (201) or replaces (200) a route; `config` has the fields of a `[[routes]]` entry.
+#[utoipa::path(put, path = "/admin/tenants/{tenant}/routes/{name}", request_body = PutTenantObject,
+    responses((status = 200, body = TenantObjectView), (status = 201, body = TenantObjectView)))]
+pub async fn put_route(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+    Body(body): Body<PutTenantObject>,
+) -> R<(StatusCode, Json<TenantObjectView>)> {
+    put_object(&s, &p, tenant, ObjectKind::Route, name, body.config).await
+}
+
+#[utoipa::path(delete, path = "/admin/tenants/{tenant}/routes/{name}", responses((status = 204)))]
+pub async fn delete_route(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+) -> R<StatusCode> {
+    delete_object(&s, &p, &tenant, ObjectKind::Route, &name).await
+}
+
+/// The tenant's own alert rules (evaluated over its apps' traffic only).
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/alert-rules", responses((status = 200, body = [TenantObjectView])))]
+pub async fn list_alert_rules(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> R<Json<Vec<TenantObjectView>>> {
+    Ok(Json(list_objects(&s, &p, &tenant, ObjectKind::AlertRule).await?))
+}
+
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/alert-rules/{name}", responses((status = 200, body = TenantObjectView)))]
+pub async fn get_alert_rule(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+) -> R<Json<TenantObjectView>> {
+    Ok(Json(get_object(&s, &p, &tenant, ObjectKind::AlertRule, &name).await?))
+}
+
+/// Creates (201) or replaces (200) an alert rule; `config` is a rule as in `[[alerts.rules]]`
+/// (`kind`, `per`, `threshold`, …) except `gauge_above`.
+#[utoipa::path(put, path = "/admin/tenants/{tenant}/alert-rules/{name}", request_body = PutTenantObject,
+    responses((status = 200, body = TenantObjectView), (status = 201, body = TenantObjectView)))]
+pub async fn put_alert_rule(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+    Body(body): Body<PutTenantObject>,
+) -> R<(StatusCode, Json<TenantObjectView>)> {
+    put_object(&s, &p, tenant, ObjectKind::AlertRule, name, body.config).await
+}
+
+#[utoipa::path(delete, path = "/admin/tenants/{tenant}/alert-rules/{name}", responses((status = 204)))]
+pub async fn delete_alert_rule(
+    State(s): State<AdminState>,
+    p: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+) -> R<StatusCode> {
+    delete_object(&s, &p, &tenant, ObjectKind::AlertRule, &name).await
 }
 
 // ---- config versions ----

@@ -30,6 +30,15 @@ pub type KeyValidator = Arc<dyn Fn(&KeyRecord) -> Result<(), (String, String)> +
 /// others over Redis).
 pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
 
+/// The alert pipeline's view: gateway-wide for `None`, one tenant's rules and alerts for
+/// `Some(tenant)`.
+pub type AlertsView = Arc<dyn Fn(Option<&str>) -> serde_json::Value + Send + Sync>;
+
+/// Checks a tenant object before it is written: `Err(reason)` refuses it.
+pub type ObjectValidator = Arc<
+    dyn Fn(&keygate_store::TenantObject, &[keygate_store::TenantObject]) -> Result<(), String> + Send + Sync,
+>;
+
 /// Checks a provider document with the outbound gateway's parser. Returns the binding names
 /// the recipe reads, or `(field, reason)`.
 pub type ProviderValidator =
@@ -63,9 +72,13 @@ pub struct AdminState {
     /// Config versions (record on every change, rollback); without it the version calls answer
     /// 400 and changes are not versioned.
     pub versions: Option<Arc<dyn ConfigVersions>>,
-    /// The alert pipeline's view (rules, channel kinds, counters, recent alerts), when `[alerts]`
-    /// has rules.
-    pub alerts: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
+    /// The alert pipeline's view (rules, channel kinds, counters, recent alerts; per tenant for
+    /// tenants' own rules).
+    pub alerts: Option<AlertsView>,
+    /// Checks a tenant's route or alert rule against the operator's policy (the binary's
+    /// parsers), given the tenant's other objects of that kind; without one, tenant objects are
+    /// refused.
+    pub validate_object: Option<ObjectValidator>,
     pub on_change: ChangeHook,
 }
 
@@ -140,6 +153,7 @@ impl AdminState {
             tokens: None,
             versions: None,
             alerts: None,
+            validate_object: None,
             on_change: Arc::new(|| {}),
         }
     }
@@ -187,6 +201,14 @@ pub(crate) fn api_router(state: AdminState) -> Router {
         .route("/admin/providers/{id}/test-run", post(test_run))
         .route("/admin/audit", get(list_audit))
         .route("/admin/alerts", get(alerts_view))
+        .route("/admin/tenants/{tenant}/alerts", get(tenant_alerts_view))
+        .route("/admin/tenants/{tenant}/routes", get(list_routes))
+        .route("/admin/tenants/{tenant}/routes/{name}", get(get_route).put(put_route).delete(delete_route))
+        .route("/admin/tenants/{tenant}/alert-rules", get(list_alert_rules))
+        .route(
+            "/admin/tenants/{tenant}/alert-rules/{name}",
+            get(get_alert_rule).put(put_alert_rule).delete(delete_alert_rule),
+        )
         .route("/admin/requests", get(search_requests))
         .fallback(|| async { AdminError::NotFound("endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))

@@ -61,6 +61,16 @@ const MATRIX: &[(&str, [u16; 7])] = &[
     ("GET /admin/tenants/t1/versions/1/diff", [200, 200, 200, 404, 404, 401, 401]),
     ("POST /admin/tenants/t1/versions", [201, 201, 403, 404, 404, 401, 401]),
     ("POST /admin/tenants/t1/versions/1/rollback", [200, 200, 403, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/alerts", [200, 200, 200, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/routes", [200, 200, 200, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/routes/{fresh_route}", [200, 200, 200, 404, 404, 401, 401]),
+    ("PUT /admin/tenants/t1/routes/{new_name}", [201, 201, 403, 404, 404, 401, 401]),
+    ("PUT /admin/tenants/t1/routes/{fresh_route}", [200, 200, 403, 404, 404, 401, 401]),
+    ("DELETE /admin/tenants/t1/routes/{fresh_route}", [204, 204, 403, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/alert-rules", [200, 200, 200, 404, 404, 401, 401]),
+    ("GET /admin/tenants/t1/alert-rules/{fresh_rule}", [200, 200, 200, 404, 404, 401, 401]),
+    ("PUT /admin/tenants/t1/alert-rules/{new_name}", [201, 201, 403, 404, 404, 401, 401]),
+    ("DELETE /admin/tenants/t1/alert-rules/{fresh_rule}", [204, 204, 403, 404, 404, 401, 401]),
 ];
 
 /// The binary records versions from exported documents; here the document is a counter, which is
@@ -194,6 +204,26 @@ async fn prepare(store: &Store, cell: &str, n: usize) -> (Method, String, Option
         store.create_key(&rec, &keygate_store::generate_secret().unwrap()).await.unwrap();
         path = path.replace("{fresh_key}", &ak);
     }
+    for (placeholder, kind) in [
+        ("{fresh_route}", keygate_store::ObjectKind::Route),
+        ("{fresh_rule}", keygate_store::ObjectKind::AlertRule),
+    ] {
+        if path.contains(placeholder) {
+            let name = format!("o{n}");
+            let rec = keygate_store::TenantObject {
+                tenant_id: "t1".into(),
+                kind,
+                name: name.clone(),
+                config: json!({"v": 1}),
+                created_at: 0,
+                updated_at: 0,
+                updated_by: String::new(),
+            };
+            store.put_tenant_object(&rec).await.unwrap();
+            path = path.replace(placeholder, &name);
+        }
+    }
+    path = path.replace("{new_name}", &format!("new{n}"));
     if path.contains("{fresh_t1_token}") {
         let (rec, _) = store
             .create_admin_token(&AdminTokenRecord::new("fresh", AdminRole::TenantDeveloper, Some("t1")))
@@ -215,6 +245,9 @@ async fn prepare(store: &Store, cell: &str, n: usize) -> (Method, String, Option
             Some(json!({"name": "g", "role": "gateway_admin"}))
         }
         ("POST", p, _) if p.contains("/versions") => Some(json!({"comment": "matrix"})),
+        ("PUT", p, _) if p.contains("/routes/") || p.contains("/alert-rules/") => {
+            Some(json!({"config": {"v": n}}))
+        }
         ("POST", p, _) if p.ends_with("/user-tokens") => Some(json!({"user_id": format!("user{n}")})),
         ("POST", p, _) if p.ends_with("/tokens/revoke") => Some(json!({"user_id": "user1"})),
         ("POST", "/admin/api-tokens/revoke", Some("{fresh_a2_token}")) => {
@@ -252,6 +285,8 @@ async fn call(
     let mut state = AdminState::new(fx.store.clone());
     state.audit = Some(fx.audit.clone());
     state.versions = Some(Arc::new(CountingVersions));
+    // The binary checks documents against the operator's policy; the role checks come first.
+    state.validate_object = Some(Arc::new(|_, _| Ok(())));
     state.tokens = Some(keygate_admin::TokenIssuer {
         store: token_store(),
         default_ttl: std::time::Duration::from_secs(900),
@@ -408,7 +443,10 @@ async fn openapi_document_lists_every_route() {
             .replace("/apps/a2", "/apps/{app}")
             .replace("{fresh_key}", "{key}")
             .replace("{fresh_t1_token}", "{id}")
-            .replace("/versions/1", "/versions/{version}");
+            .replace("/versions/1", "/versions/{version}")
+            .replace("{fresh_route}", "{name}")
+            .replace("{fresh_rule}", "{name}")
+            .replace("{new_name}", "{name}");
         assert!(paths.contains_key(&templ), "{templ} missing from the OpenAPI document");
     }
 }

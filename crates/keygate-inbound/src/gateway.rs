@@ -163,6 +163,7 @@ impl Gateway {
             user_tokens: false,
             mtls: crate::mtls::MtlsMode::Off,
             fields: None,
+            tenant: None,
         };
         self.tokens = Some(Tokens { settings, route: Arc::new(route) });
         self
@@ -750,6 +751,11 @@ impl Gateway {
         let raw_path = parts.uri.path();
         // 5b. Access policy, only now that the caller is proven: a stranger learns nothing
         //     about which networks or endpoints a key is limited to. (User tokens have no key.)
+        // A tenant's route is open only to that tenant's apps (checked once the caller is
+        // proven, like the key's own endpoint list).
+        if route.tenant.is_some() && !self.snapshot.load().route_open_to(route, &caller.app_id) {
+            return Err(with_key(GatewayError::EndpointNotAllowed));
+        }
         if let Some(key) = key {
             if !key.access.ip_allowed(peer.ip()) {
                 return Err(with_key(GatewayError::IpNotAllowed));

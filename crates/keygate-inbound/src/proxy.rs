@@ -183,6 +183,7 @@ mod tests {
             user_tokens: false,
             mtls: crate::mtls::MtlsMode::Off,
             fields: None,
+            tenant: None,
         }
     }
 

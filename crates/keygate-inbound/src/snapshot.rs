@@ -165,6 +165,9 @@ pub struct Route {
     /// Encrypted JSON fields: decrypted before forwarding, and response fields encrypted for
     /// the partner.
     pub fields: Option<Arc<FieldRules>>,
+    /// The tenant that published this route through the admin API (`None`: the operator's
+    /// file route). Only that tenant's apps may call it.
+    pub tenant: Option<Arc<str>>,
 }
 
 /// A route's encrypted fields (docs/encrypted-fields.md).
@@ -222,6 +225,8 @@ pub struct Snapshot {
     field_keys: Arc<HashMap<String, Vec<String>>>,
     /// App id → enabled, for user tokens (which name an app, not a key).
     apps: Arc<HashMap<String, bool>>,
+    /// App id → owning tenant, for tenant routes.
+    app_tenants: Arc<HashMap<String, Arc<str>>>,
     /// Store change counter this snapshot reflects.
     pub version: i64,
 }
@@ -265,6 +270,7 @@ impl Snapshot {
             mtls_subject: Arc::new(mtls_subject),
             field_keys: Arc::new(field_keys),
             apps: Arc::default(),
+            app_tenants: Arc::default(),
             version,
         }
     }
@@ -273,6 +279,31 @@ impl Snapshot {
     pub fn with_apps(mut self, apps: HashMap<String, bool>) -> Self {
         self.apps = Arc::new(apps);
         self
+    }
+
+    /// The same snapshot knowing which tenant owns each app (for tenant routes).
+    pub fn with_app_tenants(mut self, tenants: HashMap<String, Arc<str>>) -> Self {
+        self.app_tenants = Arc::new(tenants);
+        self
+    }
+
+    /// The tenant owning the app, if the app is known.
+    pub fn app_tenant(&self, app_id: &str) -> Option<&str> {
+        self.app_tenants.get(app_id).map(|t| &**t)
+    }
+
+    /// Every known app with its tenant.
+    pub fn app_tenants(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.app_tenants.iter().map(|(a, t)| (a.as_str(), &**t))
+    }
+
+    /// Whether a caller of `app_id` may use `route`: file routes are open to every app, a
+    /// tenant's route only to that tenant's apps.
+    pub fn route_open_to(&self, route: &Route, app_id: &str) -> bool {
+        match &route.tenant {
+            None => true,
+            Some(t) => self.app_tenant(app_id) == Some(&**t),
+        }
     }
 
     /// True when the app exists and is enabled.
@@ -292,6 +323,7 @@ impl Snapshot {
             mtls_subject: self.mtls_subject.clone(),
             field_keys: self.field_keys.clone(),
             apps: self.apps.clone(),
+            app_tenants: self.app_tenants.clone(),
             version: self.version,
         }
     }
@@ -390,6 +422,7 @@ mod tests {
             user_tokens: false,
             mtls: MtlsMode::Off,
             fields: None,
+            tenant: None,
         }
     }
 

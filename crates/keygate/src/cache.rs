@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use keygate_store::{AppRecord, KeyRecord, KeyWithSecret, Keyring, LoadedProvider, ProviderRecord};
+use keygate_store::{
+    AppRecord, KeyRecord, KeyWithSecret, Keyring, LoadedProvider, ProviderRecord, TenantObject,
+};
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -23,6 +25,8 @@ pub struct SnapshotData {
     pub keys: Vec<KeyWithSecret>,
     /// Outbound providers with their secrets (empty in caches written before they existed).
     pub providers: Vec<LoadedProvider>,
+    /// Tenants' routes and alert rules (empty in caches written before they existed).
+    pub objects: Vec<TenantObject>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -32,6 +36,8 @@ struct Header {
     apps: Vec<AppRecord>,
     #[serde(default)]
     providers: Vec<CachedProvider>,
+    #[serde(default)]
+    objects: Vec<TenantObject>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,7 +60,12 @@ pub struct CacheWriter {
 }
 
 impl CacheWriter {
-    pub fn new(version: i64, apps: &[AppRecord], providers: &[LoadedProvider]) -> Result<Self> {
+    pub fn new(
+        version: i64,
+        apps: &[AppRecord],
+        providers: &[LoadedProvider],
+        objects: &[TenantObject],
+    ) -> Result<Self> {
         let written_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -68,7 +79,8 @@ impl CacheWriter {
             })
             .collect();
         let mut buf = Zeroizing::new(Vec::new());
-        let header = Header { version, written_at, apps: apps.to_vec(), providers };
+        let header =
+            Header { version, written_at, apps: apps.to_vec(), providers, objects: objects.to_vec() };
         serde_json::to_writer(&mut *buf, &header)?;
         for p in header.providers {
             for (_, v) in p.secrets {
@@ -107,7 +119,7 @@ impl CacheWriter {
 /// Writes `data` sealed to `path` (atomically).
 #[cfg(test)]
 pub fn write(path: &Path, keyring: &Keyring, data: &SnapshotData) -> Result<()> {
-    let mut w = CacheWriter::new(data.version, &data.apps, &data.providers)?;
+    let mut w = CacheWriter::new(data.version, &data.apps, &data.providers, &data.objects)?;
     for k in &data.keys {
         w.push(k)?;
     }
@@ -148,7 +160,7 @@ pub fn read(path: &Path, keyring: &Keyring) -> Result<SnapshotData> {
         }
         providers.push(LoadedProvider { record: p.record, secrets });
     }
-    Ok(SnapshotData { version: header.version, apps: header.apps, keys, providers })
+    Ok(SnapshotData { version: header.version, apps: header.apps, keys, providers, objects: header.objects })
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -203,6 +215,15 @@ mod tests {
                 },
                 secrets: vec![("api_key".into(), Zeroizing::new(b"provider-secret-456".to_vec()))],
             }],
+            objects: vec![TenantObject {
+                tenant_id: "t".into(),
+                kind: keygate_store::ObjectKind::Route,
+                name: "orders".into(),
+                config: serde_json::json!({"path_prefix": "/t/t/orders", "upstream": "http://127.0.0.1:1"}),
+                created_at: 1,
+                updated_at: 2,
+                updated_by: "ops".into(),
+            }],
         };
         write(&path, &k, &data).unwrap();
         let raw = std::fs::read(&path).unwrap();
@@ -214,6 +235,7 @@ mod tests {
         assert_eq!(back.providers[0].record.id, "pay");
         assert_eq!(back.providers[0].secrets[0].1.as_slice(), b"provider-secret-456");
         assert_eq!(back.version, 42);
+        assert_eq!(back.objects, data.objects, "tenant routes and rules survive a store outage");
         assert_eq!(back.keys[0].record.access_key, "AK1");
         assert_eq!(back.keys[0].secret.expose_secret(), b"very-secret-value-123");
         assert!(read(&path, &ring(1)).is_err(), "another master key");

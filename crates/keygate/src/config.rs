@@ -31,6 +31,10 @@ pub struct Config {
     /// API token exchange (docs/tokens.md); off by default.
     #[serde(default)]
     pub tokens: TokensConfig,
+    /// Routes tenants publish themselves (docs/tenant-routes.md): where they live and where they
+    /// may forward to.
+    #[serde(default)]
+    pub tenant_routes: crate::tenant_objects::TenantRoutesConfig,
 }
 
 /// `[tokens]`: `POST <path>` signed with AK/SK issues a short-lived API token for keys whose
@@ -725,6 +729,7 @@ impl Config {
                 bail!("routes[{i}]: mtls = {:?} needs [server] tls_cert, tls_key and tls_client_ca", r.mtls);
             }
         }
+        self.tenant_routes.validate()?;
         if !self.server.tls_client_ca.is_empty() && self.server.tls_cert.is_none() {
             bail!("[server] tls_client_ca needs tls_cert and tls_key");
         }
@@ -851,6 +856,7 @@ impl RouteConfig {
                     }))
                 }
             },
+            tenant: None,
         })
     }
 }

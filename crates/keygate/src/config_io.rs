@@ -20,7 +20,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use keygate_store::{
-    AppRecord, KeyRecord, ProviderRecord, RateLimit, ScriptVersion, Store, StoreError, TenantRecord,
+    AppRecord, KeyRecord, ObjectKind, ProviderRecord, RateLimit, ScriptVersion, Store, StoreError,
+    TenantObject, TenantRecord,
 };
 use serde_json::Value as Json;
 use zeroize::Zeroizing;
@@ -51,7 +52,7 @@ pub enum ConfigCmd {
         /// Print the diff and a summary; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Also delete apps, keys and providers (and provider secrets) of the document's tenants
+        /// Also delete apps, keys, providers (and provider secrets), routes and alert rules of the document's tenants
         /// that the document does not list.
         #[arg(long)]
         prune: bool,
@@ -104,9 +105,11 @@ pub fn run(cmd: &ConfigCmd) -> Result<u8> {
             match parse(&text) {
                 Err(e) => Err(e),
                 Ok(doc) => rt.block_on(async {
+                    let policy = policy_of(store)?;
                     let store = open(store).await?;
                     let opts = ImportOptions { dry_run: *dry_run, prune: *prune };
-                    let result = import(&store.with_actor(ACTOR), doc, &base_dir, &opts).await;
+                    let result =
+                        import(&store.with_actor(ACTOR), doc, &base_dir, &opts, policy.as_ref()).await;
                     store.close().await;
                     result
                 }),
@@ -136,6 +139,13 @@ fn read_document(file: &Path) -> Result<(String, PathBuf)> {
     Ok((text, base))
 }
 
+/// The gateway's `[tenant_routes]` policy, when the store is given by a keygate config file.
+fn policy_of(args: &StoreArgs) -> Result<Option<crate::tenant_objects::Policy>> {
+    let Some(path) = &args.config else { return Ok(None) };
+    let cfg = crate::config::Config::load(path)?;
+    Ok(Some(crate::serve::RouteSet::new(&cfg)?.policy))
+}
+
 async fn open(args: &StoreArgs) -> Result<Store> {
     let (url, key_file) = match (&args.config, &args.store_url) {
         (Some(path), _) => {
@@ -159,6 +169,8 @@ pub(crate) struct Doc {
     apps: Vec<AppRecord>,
     keys: Vec<KeyEntry>,
     providers: Vec<ProviderEntry>,
+    /// Tenants' routes and alert rules (`[[routes]]`, `[[alert_rules]]`).
+    objects: Vec<TenantObject>,
 }
 
 #[derive(Debug)]
@@ -198,7 +210,16 @@ struct ScriptEntry {
 }
 
 /// Fields of each object, in the order export writes them.
-const ROOT_FIELDS: &[&str] = &["version", "tenants", "apps", "keys", "providers"];
+const ROOT_FIELDS: &[&str] = &["version", "tenants", "apps", "keys", "providers", "routes", "alert_rules"];
+const OBJECT_FIELDS: &[&str] = &["tenant", "name", "config"];
+
+/// The document's array for each kind of tenant object.
+fn object_array(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Route => "routes",
+        ObjectKind::AlertRule => "alert_rules",
+    }
+}
 const TENANT_FIELDS: &[&str] = &["id", "name"];
 const APP_FIELDS: &[&str] = &["id", "tenant", "name", "enabled"];
 const KEY_FIELDS: &[&str] = &[
@@ -286,6 +307,12 @@ async fn export(store: &Store, only: &[String]) -> Result<String> {
         });
         provider_entries.push(ProviderEntry { id: p.id, tenant: p.tenant_id, config, secrets, script });
     }
+    let objects: Vec<TenantObject> = store
+        .list_tenant_objects(None, None)
+        .await?
+        .into_iter()
+        .filter(|o| tenant_ids.contains(o.tenant_id.as_str()))
+        .collect();
 
     let mut w = Writer::default();
     w.line("# keygate config export (docs/config-io.md). Secrets are references, never values;");
@@ -330,6 +357,18 @@ async fn export(store: &Store, only: &[String]) -> Result<String> {
                 w.kv("source_sha256", &quote(h));
             }
             w.kv("source", &multiline(&s.source));
+        }
+    }
+    for kind in ObjectKind::ALL {
+        let array = object_array(kind);
+        for o in objects.iter().filter(|o| o.kind == kind) {
+            w.blank();
+            w.line(&format!("[[{array}]]"));
+            w.kv("tenant", &quote(&o.tenant_id));
+            w.kv("name", &quote(&o.name));
+            w.blank();
+            write_table(&mut w, &format!("{array}.config"), &o.config)
+                .with_context(|| format!("exporting {} {}", kind, o.target()))?;
         }
     }
     Ok(w.out)
@@ -602,6 +641,15 @@ fn parse(text: &str) -> Result<Doc> {
             Err(e) => problems.push(e),
         }
     }
+    for kind in ObjectKind::ALL {
+        let array = object_array(kind);
+        for (i, v) in array_of_tables(&root, array, &mut problems).iter().enumerate() {
+            match parse_object(&format!("{array}[{i}]"), v, kind) {
+                Ok(o) => doc.objects.push(o),
+                Err(e) => problems.push(e),
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(doc)
     } else {
@@ -850,6 +898,24 @@ fn parse_provider(path: &str, v: &toml::Value) -> Field<ProviderEntry> {
     Ok(ProviderEntry { id, tenant, config, secrets, script })
 }
 
+fn parse_object(path: &str, v: &toml::Value, kind: ObjectKind) -> Field<TenantObject> {
+    let o = Obj::of(path.into(), v, OBJECT_FIELDS)?;
+    let config = match o.get("config") {
+        Some(v @ toml::Value::Table(_)) => to_json(v, &o.at("config"))?,
+        Some(_) => return Err(format!("{}: must be a table", o.at("config"))),
+        None => return Err(format!("{}: missing", o.at("config"))),
+    };
+    Ok(TenantObject {
+        tenant_id: o.str("tenant")?,
+        kind,
+        name: o.str("name")?,
+        config,
+        created_at: 0,
+        updated_at: 0,
+        updated_by: String::new(),
+    })
+}
+
 /// A TOML value as JSON (for scheme settings and provider documents).
 fn to_json(v: &toml::Value, path: &str) -> Field<Json> {
     Ok(match v {
@@ -901,6 +967,7 @@ struct Current {
     apps: BTreeMap<String, AppRecord>,
     keys: BTreeMap<String, KeyRecord>,
     providers: BTreeMap<String, ProviderRecord>,
+    objects: BTreeMap<(String, ObjectKind, String), TenantObject>,
 }
 
 impl Current {
@@ -910,6 +977,12 @@ impl Current {
             apps: store.list_apps().await?.into_iter().map(|a| (a.id.clone(), a)).collect(),
             keys: store.list_keys(None).await?.into_iter().map(|k| (k.access_key.clone(), k)).collect(),
             providers: store.list_providers(None).await?.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            objects: store
+                .list_tenant_objects(None, None)
+                .await?
+                .into_iter()
+                .map(|o| ((o.tenant_id.clone(), o.kind, o.name.clone()), o))
+                .collect(),
         })
     }
 
@@ -944,6 +1017,8 @@ enum Op {
     UpsertKey(KeyRecord, Zeroizing<Vec<u8>>),
     UpdateKey(KeyRecord),
     PutProvider(ProviderPlan),
+    PutObject(TenantObject),
+    DeleteObject(TenantObject),
     DeleteKey(String),
     DeleteProvider(String),
     DeleteApp(String),
@@ -960,6 +1035,8 @@ impl Op {
             Op::UpsertKey(k, _) => format!("write key {}", k.access_key),
             Op::UpdateKey(k) => format!("update key {}", k.access_key),
             Op::PutProvider(p) => format!("write provider {}", p.record.id),
+            Op::PutObject(o) => format!("write {} {}", o.kind, o.target()),
+            Op::DeleteObject(o) => format!("delete {} {}", o.kind, o.target()),
             Op::DeleteKey(id) => format!("delete key {id}"),
             Op::DeleteProvider(id) => format!("delete provider {id}"),
             Op::DeleteApp(id) => format!("delete app {id}"),
@@ -1008,9 +1085,15 @@ impl Prepared {
     }
 }
 
-pub(crate) async fn prepare(store: &Store, doc: Doc, base_dir: &Path, prune: bool) -> Result<Prepared> {
+pub(crate) async fn prepare(
+    store: &Store,
+    doc: Doc,
+    base_dir: &Path,
+    prune: bool,
+    policy: Option<&crate::tenant_objects::Policy>,
+) -> Result<Prepared> {
     let opts = ImportOptions { dry_run: true, prune };
-    check_document(&doc)?;
+    check_document(&doc, policy)?;
     validate_in_scratch_store(&doc).await?;
     check_keys_for_gateway(&doc)?;
     let cur = Current::load(store).await?;
@@ -1063,9 +1146,21 @@ pub(crate) fn parse_document(text: &str) -> Result<Doc> {
     parse(text)
 }
 
-async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) -> Result<u8> {
+async fn import(
+    store: &Store,
+    doc: Doc,
+    base_dir: &Path,
+    opts: &ImportOptions,
+    policy: Option<&crate::tenant_objects::Policy>,
+) -> Result<u8> {
     let tenants: Vec<String> = doc.tenants.iter().map(|t| t.id.clone()).collect();
-    let p = prepare(store, doc, base_dir, opts.prune).await?;
+    if policy.is_none() && doc.objects.iter().any(|o| o.kind == ObjectKind::Route) {
+        eprintln!(
+            "warning: routes were checked without the gateway's [tenant_routes] policy (give -c keygate.toml); \
+             a gateway refuses to load routes that break it"
+        );
+    }
+    let p = prepare(store, doc, base_dir, opts.prune, policy).await?;
     let mut out = std::io::stdout().lock();
     for l in &p.lines {
         writeln!(out, "{l}")?;
@@ -1109,8 +1204,9 @@ async fn import(store: &Store, doc: Doc, base_dir: &Path, opts: &ImportOptions) 
     Ok(0)
 }
 
-/// Checks needing no store: duplicates and references inside the document.
-fn check_document(doc: &Doc) -> Result<()> {
+/// Checks needing no store: duplicates and references inside the document, and tenant objects
+/// against the operator's policy (when the caller has it; else their own syntax only).
+fn check_document(doc: &Doc, policy: Option<&crate::tenant_objects::Policy>) -> Result<()> {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, t) in doc.tenants.iter().enumerate() {
@@ -1166,6 +1262,30 @@ fn check_document(doc: &Doc) -> Result<()> {
                 (f, _) => format!("providers[{i}].config.{f}"),
             };
             problems.push(format!("{field}: {reason}"));
+        }
+    }
+    let mut objects = BTreeSet::new();
+    for kind in ObjectKind::ALL {
+        let array = object_array(kind);
+        let of_kind: Vec<&TenantObject> = doc.objects.iter().filter(|o| o.kind == kind).collect();
+        for (i, o) in of_kind.iter().enumerate() {
+            if !objects.insert((o.tenant_id.as_str(), kind, o.name.as_str())) {
+                problems.push(format!(
+                    "{array}[{i}].name: duplicate {kind} {} of tenant {}",
+                    o.name, o.tenant_id
+                ));
+            }
+            if !tenants.contains(o.tenant_id.as_str()) {
+                problems.push(format!(
+                    "{array}[{i}].tenant: tenant {} is not in the document's [[tenants]]",
+                    o.tenant_id
+                ));
+            }
+            let siblings: Vec<TenantObject> =
+                of_kind.iter().filter(|s| s.tenant_id == o.tenant_id).map(|s| (*s).clone()).collect();
+            if let Err(reason) = crate::tenant_objects::check_object(policy, o, &siblings) {
+                problems.push(format!("{array}[{i}].config: {reason}"));
+            }
         }
     }
     if problems.is_empty() {
@@ -1261,6 +1381,13 @@ async fn scratch_writes(s: &Store, doc: &Doc) -> Result<Vec<String>> {
             if let Err(e) = s.add_provider_script(&p.id, &script.source, ACTOR).await {
                 problems.push(store_problem(e, &format!("{path}.script"), "script", &[])?);
             }
+        }
+    }
+    for (i, o) in doc.objects.iter().enumerate() {
+        let idx = doc.objects[..i].iter().filter(|x| x.kind == o.kind).count();
+        let path = format!("{}[{idx}]", object_array(o.kind));
+        if let Err(e) = s.put_tenant_object(o).await {
+            problems.push(store_problem(e, &path, "object", &[("tenant_id", "tenant")])?);
         }
     }
     problems.truncate(MAX_PROBLEMS);
@@ -1378,6 +1505,7 @@ async fn plan(
     plan_apps(&mut plan, doc, cur);
     plan_keys(&mut plan, store, doc, cur, base_dir).await?;
     plan_providers(&mut plan, store, doc, cur, opts).await?;
+    plan_objects(&mut plan, doc, cur);
     if opts.prune {
         plan_prune(&mut plan, doc, cur);
     }
@@ -1674,8 +1802,38 @@ async fn plan_providers(
 
 /// With `--prune`: what the store holds in the document's tenants and the document does not
 /// list. Keys first, apps last (deleting an app deletes its keys).
+fn plan_objects(plan: &mut Plan, doc: &Doc, cur: &Current) {
+    for o in &doc.objects {
+        let what = format!("{} {} (tenant {})", o.kind.as_str().replace('_', " "), o.name, o.tenant_id);
+        match cur.objects.get(&(o.tenant_id.clone(), o.kind, o.name.clone())) {
+            None => plan.entry(Change::Create, what, vec![], Some(Op::PutObject(o.clone()))),
+            Some(old) if strip_nulls(&old.config) == strip_nulls(&o.config) => {
+                plan.entry(Change::Same, what, vec![], None)
+            }
+            Some(old) => {
+                let mut details = Vec::new();
+                json_diff(
+                    "config",
+                    Some(&strip_nulls(&old.config)),
+                    Some(&strip_nulls(&o.config)),
+                    &mut details,
+                );
+                plan.entry(Change::Update, what, details, Some(Op::PutObject(o.clone())));
+            }
+        }
+    }
+}
+
 fn plan_prune(plan: &mut Plan, doc: &Doc, cur: &Current) {
     let scope: BTreeSet<&str> = doc.tenants.iter().map(|t| t.id.as_str()).collect();
+    let doc_objects: BTreeSet<(&str, ObjectKind, &str)> =
+        doc.objects.iter().map(|o| (o.tenant_id.as_str(), o.kind, o.name.as_str())).collect();
+    for ((t, kind, name), o) in &cur.objects {
+        if scope.contains(t.as_str()) && !doc_objects.contains(&(t.as_str(), *kind, name.as_str())) {
+            let what = format!("{} {name} (tenant {t})", kind.as_str().replace('_', " "));
+            plan.entry(Change::Delete, what, vec![], Some(Op::DeleteObject(o.clone())));
+        }
+    }
     let doc_keys: BTreeSet<&str> = doc.keys.iter().map(|k| k.record.access_key.as_str()).collect();
     let doc_providers: BTreeSet<&str> = doc.providers.iter().map(|p| p.id.as_str()).collect();
     let doc_apps: BTreeSet<&str> = doc.apps.iter().map(|a| a.id.as_str()).collect();
@@ -1729,6 +1887,10 @@ async fn apply(store: &Store, op: Op) -> Result<()> {
         Op::PutProvider(p) => apply_provider(store, p).await?,
         Op::DeleteKey(ak) => store.delete_key(&ak).await?,
         Op::DeleteProvider(id) => store.delete_provider(&id).await?,
+        Op::PutObject(o) => {
+            store.put_tenant_object(&o).await?;
+        }
+        Op::DeleteObject(o) => store.delete_tenant_object(&o.tenant_id, o.kind, &o.name).await?,
         Op::DeleteApp(id) => store.delete_app(&id).await?,
     }
     Ok(())

@@ -14,6 +14,7 @@ mod nudge;
 mod outbound;
 mod serve;
 mod telemetry;
+mod tenant_objects;
 mod time;
 mod versions;
 

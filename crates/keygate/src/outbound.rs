@@ -29,6 +29,7 @@ pub fn route() -> Route {
         user_tokens: false,
         mtls: keygate_inbound::MtlsMode::Off,
         fields: None,
+        tenant: None,
     }
 }
 

@@ -11,7 +11,7 @@ use keygate_inbound::{
     TlsFiles, UpstreamClients,
 };
 use keygate_state::{MemoryGate, MemoryIdempotencyStore, RedisState, ResilientGate};
-use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store};
+use keygate_store::{AppRecord, KeyRecord, Keyring, MasterKey, Store, TenantObject};
 
 use crate::cache::{self, SnapshotData};
 use crate::config::{
@@ -120,19 +120,60 @@ pub async fn import(store: &Store, cfg: &Config, base_dir: &Path) -> Result<(usi
 /// Loads a snapshot from the store in one streaming pass over the keys: each decrypted key
 /// becomes a compact entry (and, with a cache, one sealed line) as its row arrives, so a reload
 /// of 100k keys never holds 100k full records. Uses not yet flushed survive from `previous`.
+/// The operator's file routes and the policy tenants' own routes are checked against.
+#[derive(Debug, Clone)]
+pub struct RouteSet {
+    pub file: Vec<Route>,
+    pub policy: crate::tenant_objects::Policy,
+    /// What the last build refused, for `/readyz`.
+    pub refused: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RouteSet {
+    pub fn new(cfg: &crate::config::Config) -> Result<Self> {
+        let file: Vec<Route> = cfg.routes.iter().map(|r| r.to_route()).collect::<Result<_>>()?;
+        let policy = crate::tenant_objects::Policy::new(
+            &cfg.tenant_routes,
+            &file,
+            !cfg.server.tls_client_ca.is_empty(),
+        )?;
+        Ok(Self { file, policy, refused: Arc::default() })
+    }
+
+    /// File routes plus every tenant route that passes the policy; refused ones are logged
+    /// and kept for `/readyz` and `keygate_tenant_objects_refused`, never served.
+    pub fn build(&self, objects: &[TenantObject]) -> Vec<Route> {
+        let (mut routes, refused) = self.policy.routes(objects);
+        let (_, refused_rules) = crate::tenant_objects::alert_rules(objects);
+        for (target, why) in refused.iter().chain(&refused_rules) {
+            tracing::warn!(object = %target, reason = %why, "tenant object refused by the operator's policy; not loaded");
+        }
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) =
+            refused.iter().chain(&refused_rules).map(|(t, why)| format!("{t}: {why}")).collect();
+        routes.extend(self.file.iter().cloned());
+        routes
+    }
+}
+
+fn app_tenants(apps: &[keygate_store::AppRecord]) -> std::collections::HashMap<String, Arc<str>> {
+    apps.iter().map(|a| (a.id.clone(), Arc::from(a.tenant_id.as_str()))).collect()
+}
+
 pub async fn load_snapshot(
     store: &Store,
-    routes: &[Route],
+    routes: &RouteSet,
     previous: Option<&Snapshot>,
     cache: Option<(&Path, &Keyring)>,
     providers: &[keygate_store::LoadedProvider],
+    objects: &[TenantObject],
 ) -> Result<Snapshot> {
     let version = store.change_counter().await?;
     let app_list = store.list_apps().await?;
     let mut writer = match cache {
-        Some(_) => Some(cache::CacheWriter::new(version, &app_list, providers)?),
+        Some(_) => Some(cache::CacheWriter::new(version, &app_list, providers, objects)?),
         None => None,
     };
+    let tenants = app_tenants(&app_list);
     let apps: std::collections::HashMap<String, bool> =
         app_list.into_iter().map(|a| (a.id, a.enabled)).collect();
     let mut keys = Vec::new();
@@ -160,7 +201,7 @@ pub async fn load_snapshot(
             tracing::warn!(error = %format!("{e:#}"), "could not write the snapshot cache");
         }
     }
-    Ok(Snapshot::new(keys, routes.to_vec(), version).with_apps(app_states))
+    Ok(Snapshot::new(keys, routes.build(objects), version).with_apps(app_states).with_app_tenants(tenants))
 }
 
 fn carry_last_use(entry: &KeyEntry, previous: Option<&Snapshot>) {
@@ -171,11 +212,12 @@ fn carry_last_use(entry: &KeyEntry, previous: Option<&Snapshot>) {
 }
 
 /// Builds a snapshot from a cache file's contents (startup during a store outage).
-pub fn build_snapshot(data: SnapshotData, routes: &[Route]) -> Snapshot {
+pub fn build_snapshot(data: SnapshotData, routes: &RouteSet) -> Snapshot {
+    let tenants = app_tenants(&data.apps);
     let apps: std::collections::HashMap<String, bool> =
         data.apps.into_iter().map(|a| (a.id, a.enabled)).collect();
     let keys = data.keys.into_iter().filter_map(|k| key_entry(k, &apps)).collect();
-    Snapshot::new(keys, routes.to_vec(), data.version).with_apps(apps)
+    Snapshot::new(keys, routes.build(&data.objects), data.version).with_apps(apps).with_app_tenants(tenants)
 }
 
 /// Writes keys' last-use times to the store every `every`, in one batch per flush, only for
@@ -345,17 +387,17 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let cfg = &opts.config;
     let keyring = Arc::new(load_keyring(cfg.store.master_key_file.as_deref())?);
     let cache_path = cfg.snapshot_cache_path(&opts.base_dir);
-    let routes: Vec<Route> = cfg.routes.iter().map(|r| r.to_route()).collect::<Result<_>>()?;
-    if routes.is_empty() {
-        tracing::warn!("no [[routes]] configured: every request will get route_not_found");
+    let routes = RouteSet::new(cfg)?;
+    if routes.file.is_empty() && cfg.tenant_routes.upstream_hosts.is_empty() {
+        tracing::warn!("no [[routes]] configured and tenants may not publish any: every request will get route_not_found");
     }
-    for r in routes.iter().filter(|r| r.auth == keygate_inbound::RouteAuth::None) {
+    for r in routes.file.iter().filter(|r| r.auth == keygate_inbound::RouteAuth::None) {
         tracing::warn!(path_prefix = %r.path_prefix, "route has auth = \"none\": requests are forwarded unauthenticated");
     }
 
     // The store, or — when it is unreachable at startup — the last good snapshot from disk.
     let outbound_on = cfg.server.outbound.is_some();
-    let (store, snapshot, providers) = match Store::open(&cfg.store.url, keyring.clone()).await {
+    let (store, snapshot, providers, objects) = match Store::open(&cfg.store.url, keyring.clone()).await {
         Ok(store) => {
             let (total, changed) = import(&store, cfg, &opts.base_dir).await?;
             tracing::info!(keys = total, changed, "config imported");
@@ -364,9 +406,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             // snapshot carries the older number and the reload loop loads the change whole.
             let (before, _) = store.change_state().await?;
             let providers = if outbound_on { store.load_providers().await? } else { Vec::new() };
-            let mut snapshot = load_snapshot(&store, &routes, None, cache, &providers).await?;
+            let objects = store.list_tenant_objects(None, None).await?;
+            let mut snapshot = load_snapshot(&store, &routes, None, cache, &providers, &objects).await?;
             snapshot.version = snapshot.version.min(before);
-            (Some(store), snapshot, providers)
+            (Some(store), snapshot, providers, objects)
         }
         Err(e) => {
             let Some(path) = cache_path.as_deref().filter(|p| p.exists()) else {
@@ -379,7 +422,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 "store unreachable at startup: serving the cached snapshot until it returns");
             let mut data = data;
             let providers = std::mem::take(&mut data.providers);
-            (None, build_snapshot(data, &routes), providers)
+            let objects = data.objects.clone();
+            (None, build_snapshot(data, &routes), providers, objects)
         }
     };
     tracing::info!(keys = snapshot.key_count(), version = snapshot.version, "snapshot loaded");
@@ -403,7 +447,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         tracing::warn!("[audit] enabled = false: requests are not audited");
         None
     };
-    let health = Arc::new(crate::telemetry::Health { redis_ok, audit: audit.clone(), ..Default::default() });
+    let health = Arc::new(crate::telemetry::Health {
+        redis_ok,
+        audit: audit.clone(),
+        refused_objects: routes.refused.clone(),
+        ..Default::default()
+    });
     let metrics = match &cfg.server.metrics {
         Some(addr) => {
             let handle = crate::telemetry::install_recorder()?;
@@ -427,13 +476,18 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if metrics.is_some() {
         observers.push(Arc::new(crate::telemetry::MetricsObserver));
     }
-    let mut alerts_view: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>> = None;
-    if !cfg.alerts.rules.is_empty() {
-        if cfg.alerts.channels.is_empty() {
+    // Always running: tenants may add their own rules at any time (docs/tenant-routes.md). With
+    // no rule at all the request path pays one empty-list check.
+    let alerts_view: Option<keygate_admin::AlertsView>;
+    let alerts_handle: keygate_alerts::Alerts;
+    {
+        if !cfg.alerts.rules.is_empty() && cfg.alerts.channels.is_empty() {
             tracing::warn!("[alerts] has rules but no channels: alerts are only logged");
         }
         let alerts = keygate_alerts::Alerts::start(cfg.alerts.clone(), keygate_alerts::Retry::default())
             .context("[alerts]")?;
+        alerts_handle = alerts.clone();
+        set_tenant_alerts(&alerts, &objects, &snapshot_app_tenants(&snapshot));
         if let Some(sink) = audit.clone() {
             let a = alerts.clone();
             tokio::spawn(async move {
@@ -447,7 +501,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         }
         tracing::info!(rules = cfg.alerts.rules.len(), channels = cfg.alerts.channels.len(), "alerts on");
         let view = alerts.clone();
-        alerts_view = Some(Arc::new(move || view.view()));
+        alerts_view = Some(Arc::new(move |tenant: Option<&str>| match tenant {
+            None => view.view(),
+            Some(t) => view.view_for_tenant(t),
+        }));
         observers.push(Arc::new(crate::telemetry::AlertObserver(alerts)));
     }
     let observer: Option<Arc<dyn keygate_inbound::Observer>> = match observers.len() {
@@ -525,6 +582,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             nudge.clone(),
         ))
     });
+    let object_policy = routes.policy.clone();
+    let version_policy = routes.policy.clone();
     let reloader = tokio::spawn(reload_loop(
         Reloader {
             url: cfg.store.url.clone(),
@@ -534,6 +593,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             routes,
             health: health.clone(),
             outbound: outbound.clone(),
+            alerts: alerts_handle,
         },
         gateway.clone(),
         nudge.clone(),
@@ -573,8 +633,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                 validate_key: Arc::new(validate_key),
                 validate_provider: Some(Arc::new(crate::outbound::validate_provider)),
                 script_tester: outbound.as_ref().map(|(_, out)| crate::outbound::tester(out.clone())),
-                versions: Some(Arc::new(crate::versions::Versions { base_dir: opts.base_dir.clone() })),
+                versions: Some(Arc::new(crate::versions::Versions {
+                    base_dir: opts.base_dir.clone(),
+                    policy: version_policy,
+                })),
                 alerts: alerts_view.clone(),
+                validate_object: Some(Arc::new(move |o, siblings| object_policy.check(o, siblings))),
                 tokens: token_store.clone().map(|store| keygate_admin::TokenIssuer {
                     store,
                     max_ttl: Duration::from_secs(cfg.tokens.max_ttl_secs),
@@ -847,10 +911,27 @@ struct Reloader {
     /// `None` while the store has been unreachable since startup.
     store: Option<Store>,
     cache: Option<PathBuf>,
-    routes: Vec<Route>,
+    routes: RouteSet,
     health: Arc<crate::telemetry::Health>,
     /// The outbound listener's gateway (same keys) and providers, reloaded with the snapshot.
     outbound: Option<(Arc<Gateway>, Arc<keygate_outbound::Outbound>)>,
+    /// Tenants' alert rules are handed over with every reload.
+    alerts: keygate_alerts::Alerts,
+}
+
+/// Hands every tenant's valid alert rules (and which tenant owns each app) to the alert
+/// pipeline; unchanged rules keep their counts.
+fn set_tenant_alerts(
+    alerts: &keygate_alerts::Alerts,
+    objects: &[TenantObject],
+    app_tenants: &std::collections::HashMap<String, String>,
+) {
+    let (rules, _) = crate::tenant_objects::alert_rules(objects);
+    alerts.set_tenant_rules(rules, app_tenants.clone());
+}
+
+fn snapshot_app_tenants(s: &Snapshot) -> std::collections::HashMap<String, String> {
+    s.app_tenants().map(|(a, t)| (a.to_string(), t.to_string())).collect()
 }
 
 /// Polls the change counter (and wakes early on a nudge from this replica's admin API or from
@@ -886,7 +967,9 @@ async fn reload_loop(
             let cache = r.cache.as_deref().map(|p| (p, &*r.keyring));
             // Providers are read with the keys so the cache holds both from one moment.
             let providers = if r.outbound.is_some() { store.load_providers().await? } else { Vec::new() };
-            let s = load_snapshot(store, &r.routes, Some(&gateway.snapshot()), cache, &providers).await?;
+            let objects = store.list_tenant_objects(None, None).await?;
+            let s = load_snapshot(store, &r.routes, Some(&gateway.snapshot()), cache, &providers, &objects)
+                .await?;
             // Something changed while loading (or a publish began): providers (read first) and
             // keys may come from different moments, or hold half a change. Drop it; the next
             // round loads the whole change. (Comparing with `v`, read before anything was loaded,
@@ -904,11 +987,11 @@ async fn reload_loop(
                 nudge.notify_one();
                 return Ok(None);
             }
-            Ok(Some((s, providers, started.elapsed())))
+            Ok(Some((s, providers, objects, started.elapsed())))
         }
         .await;
         match result {
-            Ok(Some((s, providers, took))) => {
+            Ok(Some((s, providers, objects, took))) => {
                 tracing::info!(
                     version = s.version,
                     keys = s.key_count(),
@@ -916,6 +999,7 @@ async fn reload_loop(
                     "snapshot reloaded"
                 );
                 r.health.set_snapshot(s.version, s.key_count(), true);
+                set_tenant_alerts(&r.alerts, &objects, &snapshot_app_tenants(&s));
                 if let Some((g, out)) = &r.outbound {
                     g.swap_snapshot(s.with_routes(vec![crate::outbound::route()]));
                     let rep = crate::outbound::apply(out, providers);

@@ -197,6 +197,8 @@ pub struct Health {
     pub redis_ok: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// The audit writer, when auditing is on.
     pub audit: Option<keygate_audit::AuditSink>,
+    /// Tenant objects the last load refused (`tenant/kind/name: reason`): served without them.
+    pub refused_objects: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -242,6 +244,8 @@ impl Health {
         });
         // A replica serving a cached snapshot while the store is down still verifies correctly,
         // but it cannot see revocations: not ready, so a load balancer prefers healthy peers.
+        let refused = self.refused_objects.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        metrics::gauge!("keygate_tenant_objects_refused").set(refused.len() as f64);
         let audit_ok = self.audit.as_ref().is_none_or(|a| a.accepting());
         let ready = store && redis.unwrap_or(true) && audit_ok;
         let body = serde_json::json!({
@@ -253,6 +257,10 @@ impl Health {
                 "version": self.snapshot_version.load(Ordering::Relaxed),
                 "keys": self.snapshot_keys.load(Ordering::Relaxed),
                 "source": if self.snapshot_from_store.load(Ordering::Relaxed) { "store" } else { "cache" },
+                // A tenant's route or rule the operator's policy refuses is a configuration
+                // problem, not an outage: reported here and in keygate_tenant_objects_refused,
+                // while everything else is served.
+                "refused_objects": refused,
             },
         });
         (ready, body)

@@ -13,6 +13,8 @@ use crate::config_io;
 pub struct Versions {
     /// For `secret = { file = … }` references, which stored versions never contain.
     pub base_dir: PathBuf,
+    /// The operator's policy for tenant routes: a rollback is checked like an admin API write.
+    pub policy: crate::tenant_objects::Policy,
 }
 
 impl ConfigVersions for Versions {
@@ -41,7 +43,9 @@ impl ConfigVersions for Versions {
             let doc = config_io::parse_document(document).map_err(invalid)?;
             // Validation and planning write nothing; a document that cannot be applied (e.g. it
             // names a key whose secret was deleted since) stops here.
-            let prepared = config_io::prepare(store, doc, &self.base_dir, true).await.map_err(invalid)?;
+            let prepared = config_io::prepare(store, doc, &self.base_dir, true, Some(&self.policy))
+                .await
+                .map_err(invalid)?;
             let mut out = RollbackOutcome {
                 plan: prepared.lines.clone(),
                 summary: prepared.summary.clone(),
