@@ -79,6 +79,14 @@ pub fn routes(state: AdminState) -> Router {
         .route("/console/logout", post(logout))
         .route("/console/tenants/{tenant}", get(tenant_page))
         .route("/console/tenants/{tenant}/apps", post(create_app))
+        .route("/console/tenants/{tenant}/routes", post(create_route))
+        .route("/console/tenants/{tenant}/routes/{name}", get(route_page).post(save_route))
+        .route("/console/tenants/{tenant}/routes/{name}/delete", post(delete_route))
+        .route("/console/tenants/{tenant}/alert-rules", post(create_rule))
+        .route("/console/tenants/{tenant}/alert-rules/{name}", get(rule_page).post(save_rule))
+        .route("/console/tenants/{tenant}/alert-rules/{name}/delete", post(delete_rule))
+        .route("/console/tenants/{tenant}/alerts", get(tenant_alerts_page))
+        .route("/console/tenants/{tenant}/providers", post(create_provider))
         .route("/console/tenants/{tenant}/versions", get(versions_page))
         .route("/console/tenants/{tenant}/versions/{version}", get(version_page))
         .route("/console/tenants/{tenant}/versions/{version}/rollback", post(rollback))
@@ -90,6 +98,7 @@ pub fn routes(state: AdminState) -> Router {
         .route("/console/tenants/{tenant}/members", get(members_page).post(create_member))
         .route("/console/members/{id}/revoke", post(revoke_member))
         .route("/console/providers/{id}", get(provider_page))
+        .route("/console/providers/{id}/document", post(save_provider_document))
         .route("/console/providers/{id}/secrets", post(set_secret))
         .route("/console/providers/{id}/secrets/{name}/delete", post(delete_secret))
         .route("/console/providers/{id}/script", post(save_script))
@@ -163,8 +172,11 @@ fn html(status: StatusCode, title: &str, who: Option<&Value>, csrf: Option<&str>
             name = esc(w["name"].as_str().unwrap_or("")),
             role = esc(w["role"].as_str().unwrap_or("")),
             tenant = w["tenant_id"].as_str().map(|t| format!(" of {}", esc(t))).unwrap_or_default(),
-            alerts =
-                if w["role"] == "gateway_admin" { r#"<a href="/console/alerts">Alerts</a>"# } else { "" },
+            alerts = match w["tenant_id"].as_str() {
+                _ if w["role"] == "gateway_admin" => r#"<a href="/console/alerts">Alerts</a>"#.to_string(),
+                Some(t) => format!(r#"<a href="/console/tenants/{}/alerts">Alerts</a>"#, seg(t)),
+                None => String::new(),
+            },
             csrf = esc(csrf),
         );
     }
@@ -463,11 +475,69 @@ async fn overview(State(c): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn tenant_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
     let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
-    let (s, apps) =
-        c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/apps", seg(&tenant)), None).await;
-    if !s.is_success() {
-        return api_error(&me, s, &apps);
+    tenant_view(&c, &me, &tenant, StatusCode::OK, &Draft::default()).await
+}
+
+/// A create form the API refused: which form, why (HTML), and what the user typed, so the
+/// tenant page can show it again with the reason.
+#[derive(Default)]
+struct Draft {
+    form: &'static str,
+    error: String,
+    values: Vec<(&'static str, String)>,
+}
+
+impl Draft {
+    fn new(form: &'static str, error: String, values: Vec<(&'static str, String)>) -> Self {
+        Self { form, error, values }
     }
+
+    /// The user's value of `field` in `form`, else `default` (escaped for HTML).
+    fn value(&self, form: &str, field: &str, default: &str) -> String {
+        let v = if self.form == form {
+            self.values.iter().find(|(k, _)| *k == field).map_or(default, |(_, v)| v.as_str())
+        } else {
+            default
+        };
+        esc(v)
+    }
+
+    fn error(&self, form: &str) -> &str {
+        if self.form == form {
+            &self.error
+        } else {
+            ""
+        }
+    }
+}
+
+/// An API refusal shown next to the form that caused it (the message names the field).
+fn refusal(id: &str, v: &Value) -> String {
+    format!(
+        r#"<p class="error" id="{id}" role="alert"><code>{}</code> {}</p>"#,
+        esc(v["code"].as_str().unwrap_or("error")),
+        esc(v["message"].as_str().unwrap_or("the request failed")),
+    )
+}
+
+/// Whether an API answer refuses the caller outright (a whole error page), rather than the input
+/// (shown next to the form, input kept).
+fn refuses_caller(status: StatusCode) -> bool {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+}
+
+const RULE_TEMPLATE: &str =
+    r#"{"kind": "signature_failures", "per": "app", "threshold": 5, "window_secs": 60}"#;
+const PROVIDER_TEMPLATE: &str = "{\n  \"base_url\": \"https://api.provider.example\",\n  \"paths\": [\"POST /*\"],\n  \"granted_apps\": [],\n  \"recipe\": {\"type\": \"hmac_header\"}\n}";
+
+async fn tenant_view(c: &Console, me: &Caller, tenant: &str, status: StatusCode, draft: &Draft) -> Response {
+    let t = seg(tenant);
+    let (s, apps) = c.api(&me.token, Method::GET, &format!("/admin/tenants/{t}/apps"), None).await;
+    if !s.is_success() {
+        return api_error(me, s, &apps);
+    }
+    let admin = is_admin(&me.who);
+    let csrf = csrf_field(&me.csrf);
     let mut rows = String::new();
     for a in apps.as_array().into_iter().flatten() {
         let id = a["id"].as_str().unwrap_or("");
@@ -480,19 +550,106 @@ async fn tenant_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): 
             state = if a["enabled"] == true { "enabled" } else { r#"<span class="bad">disabled</span>"# },
         );
     }
-    let create = if is_admin(&me.who) {
+    let create_app = if admin {
         format!(
             r#"<form method="post" action="/console/tenants/{t}/apps" class="card inline">{csrf}
 <label for="app-id">New app id</label><input id="app-id" name="id" required pattern="[A-Za-z0-9._-]{{1,64}}">
-<label for="app-name">Name</label><input id="app-name" name="name"><button type="submit">Create app</button></form>"#,
-            t = seg(&tenant),
-            csrf = csrf_field(&me.csrf)
+<label for="app-name">Name</label><input id="app-name" name="name"><button type="submit">Create app</button></form>"#
         )
     } else {
         String::new()
     };
-    let (_, providers) =
-        c.api(&me.token, Method::GET, &format!("/admin/tenants/{}/providers", seg(&tenant)), None).await;
+
+    // Routes.
+    let (_, routes) = c.api(&me.token, Method::GET, &format!("/admin/tenants/{t}/routes"), None).await;
+    let mut rrows = String::new();
+    for r in routes.as_array().into_iter().flatten() {
+        let name = r["name"].as_str().unwrap_or("");
+        let cfg = &r["config"];
+        let _ = write!(
+            rrows,
+            r#"<tr><td><a href="/console/tenants/{t}/routes/{l}">{name}</a></td><td><code>{prefix}</code></td><td><code>{upstream}</code></td><td>{auth}</td><td>{by} · {when}</td></tr>"#,
+            l = seg(name),
+            name = esc(name),
+            prefix = esc(cfg["path_prefix"].as_str().unwrap_or("")),
+            upstream = esc(cfg["upstream"].as_str().unwrap_or("")),
+            auth = esc(cfg["auth"].as_str().unwrap_or("signature")),
+            by = esc(r["updated_by"].as_str().unwrap_or("")),
+            when = time(&r["updated_at"]),
+        );
+    }
+    if rrows.is_empty() {
+        rrows = r#"<tr><td colspan="5" class="hint">No routes of this tenant yet.</td></tr>"#.into();
+    }
+    let route_form = if admin {
+        format!(
+            r#"<form method="post" action="/console/tenants/{t}/routes" class="card" id="new-route" autocomplete="off">{csrf}<h3>New route</h3>{err}
+<div class="inline"><label for="route-name">Name</label><input id="route-name" name="name" required pattern="[A-Za-z0-9_.-]{{1,64}}" value="{name}">
+<label for="route-prefix">Path prefix</label><input id="route-prefix" name="path_prefix" required placeholder="/t/{te}/orders" value="{prefix}">
+<label for="route-upstream">Upstream</label><input id="route-upstream" name="upstream" required placeholder="http://orders.svc.internal" value="{upstream}"></div>
+<label for="route-more">More settings (optional JSON object merged into the route: <code>strip_prefix</code>, <code>timeout_ms</code>, <code>max_body_bytes</code>, <code>auth</code>, <code>per_ip_rate_limit</code>, …)</label>
+<textarea id="route-more" name="more" rows="3" spellcheck="false" placeholder="{{&quot;strip_prefix&quot;: true}}">{more}</textarea>
+<button type="submit">Create route</button></form>"#,
+            te = esc(tenant),
+            err = draft.error("route"),
+            name = draft.value("route", "name", ""),
+            prefix = draft.value("route", "path_prefix", ""),
+            upstream = draft.value("route", "upstream", ""),
+            more = draft.value("route", "more", ""),
+        )
+    } else {
+        draft.error("route").to_string()
+    };
+
+    // Alert rules.
+    let (_, rules) = c.api(&me.token, Method::GET, &format!("/admin/tenants/{t}/alert-rules"), None).await;
+    let mut arows = String::new();
+    for r in rules.as_array().into_iter().flatten() {
+        let name = r["name"].as_str().unwrap_or("");
+        let cfg = &r["config"];
+        let mut kind = esc(cfg["kind"].as_str().unwrap_or(""));
+        let codes: Vec<&str> =
+            cfg["codes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if !codes.is_empty() {
+            let _ = write!(kind, " ({})", esc(&codes.join(", ")));
+        }
+        let counting = cfg.get("threshold").is_some();
+        let _ = write!(
+            arows,
+            r#"<tr><td><a href="/console/tenants/{t}/alert-rules/{l}">{name}</a></td><td><code>{kind}</code></td><td>{per}</td><td class="num">{threshold}</td><td class="num">{window}</td><td>{by} · {when}</td></tr>"#,
+            l = seg(name),
+            name = esc(name),
+            per = esc(cfg["per"].as_str().unwrap_or("—")),
+            threshold = cfg["threshold"].as_u64().map_or_else(|| "—".to_string(), |n| n.to_string()),
+            window = if counting {
+                format!("{} s", cfg["window_secs"].as_u64().unwrap_or(60))
+            } else {
+                "—".to_string()
+            },
+            by = esc(r["updated_by"].as_str().unwrap_or("")),
+            when = time(&r["updated_at"]),
+        );
+    }
+    if arows.is_empty() {
+        arows = r#"<tr><td colspan="6" class="hint">No alert rules of this tenant yet.</td></tr>"#.into();
+    }
+    let rule_form = if admin {
+        format!(
+            r#"<form method="post" action="/console/tenants/{t}/alert-rules" class="card" id="new-rule" autocomplete="off">{csrf}<h3>New alert rule</h3>{err}
+<div class="inline"><label for="rule-name">Name</label><input id="rule-name" name="name" required pattern="[A-Za-z0-9_.-]{{1,64}}" value="{name}"></div>
+<label for="rule-doc">Rule (JSON: <code>kind</code> signature_failures, replays, code_spike with <code>codes</code>, or new_ip_range; <code>per</code> app or ip; <code>threshold</code>; <code>window_secs</code>)</label>
+<textarea id="rule-doc" name="rule" rows="3" spellcheck="false" required>{rule}</textarea>
+<button type="submit">Create alert rule</button></form>"#,
+            err = draft.error("rule"),
+            name = draft.value("rule", "name", ""),
+            rule = draft.value("rule", "rule", RULE_TEMPLATE),
+        )
+    } else {
+        draft.error("rule").to_string()
+    };
+
+    // Outbound providers.
+    let (_, providers) = c.api(&me.token, Method::GET, &format!("/admin/tenants/{t}/providers"), None).await;
     let mut prows = String::new();
     for p in providers.as_array().into_iter().flatten() {
         let id = p["id"].as_str().unwrap_or("");
@@ -512,17 +669,34 @@ async fn tenant_page(State(c): State<Shared>, headers: HeaderMap, Path(tenant): 
             },
         );
     }
-    let create = format!(
-        r#"{create}<section><h2>Outbound providers</h2><table><thead><tr><th>Provider</th><th>Recipe</th><th>Base URL</th><th>Missing bindings</th></tr></thead><tbody>{prows}</tbody></table></section>"#
-    );
+    let provider_form = if admin {
+        format!(
+            r#"<form method="post" action="/console/tenants/{t}/providers" class="card" id="new-provider" autocomplete="off">{csrf}<h3>New provider</h3>{err}
+<div class="inline"><label for="provider-id">Provider id</label><input id="provider-id" name="id" required value="{id}"></div>
+<label for="provider-doc">Document (JSON; fields and recipes in docs/outbound.md; bindings are stored on the provider's page, write-only)</label>
+<textarea id="provider-doc" name="document" rows="7" spellcheck="false" required>{doc}</textarea>
+<button type="submit">Create provider</button></form>"#,
+            err = draft.error("provider"),
+            id = draft.value("provider", "id", ""),
+            doc = draft.value("provider", "document", PROVIDER_TEMPLATE),
+        )
+    } else {
+        draft.error("provider").to_string()
+    };
+
     html(
-        StatusCode::OK,
+        status,
         &format!("Tenant {tenant}"),
         Some(&me.who),
         Some(&me.csrf),
         &format!(
-            r#"<p><a href="/console/tenants/{t}/versions">Config versions</a> · <a href="/console/tenants/{t}/members">Members</a></p><section><h2>Apps</h2><table><thead><tr><th>App</th><th>Name</th><th>State</th></tr></thead><tbody>{rows}</tbody></table></section>{create}"#,
-            t = seg(&tenant)
+            r#"<p><a href="/console/tenants/{t}/versions">Config versions</a> · <a href="/console/tenants/{t}/members">Members</a> · <a href="/console/tenants/{t}/alerts">Alerts</a></p>
+<section><h2>Apps</h2><table><thead><tr><th>App</th><th>Name</th><th>State</th></tr></thead><tbody>{rows}</tbody></table>{create_app}</section>
+<section id="routes"><h2>Routes</h2><p class="hint">The tenant's own routes: only its apps may call them, within the operator's <code>[tenant_routes]</code> policy (docs/tenant-routes.md).</p>
+<table id="route-table"><thead><tr><th>Name</th><th>Path prefix</th><th>Upstream</th><th>Auth</th><th>Updated</th></tr></thead><tbody>{rrows}</tbody></table>{route_form}</section>
+<section id="alert-rules"><h2>Alert rules</h2><p class="hint">Evaluated over this tenant's apps only; fired alerts are on the <a href="/console/tenants/{t}/alerts">Alerts</a> page.</p>
+<table id="rule-table"><thead><tr><th>Name</th><th>Kind</th><th>Per</th><th class="num">Threshold</th><th class="num">Window</th><th>Updated</th></tr></thead><tbody>{arows}</tbody></table>{rule_form}</section>
+<section id="providers"><h2>Outbound providers</h2><table><thead><tr><th>Provider</th><th>Recipe</th><th>Base URL</th><th>Missing bindings</th></tr></thead><tbody>{prows}</tbody></table>{provider_form}</section>"#
         ),
     )
 }
@@ -855,6 +1029,47 @@ mod tests {
         assert_eq!(time(&json!(1_764_000_000)), "2025-11-24 16:00 UTC");
         assert_eq!(time(&Value::Null), "—");
     }
+
+    #[test]
+    fn refused_forms_keep_the_input_escaped() {
+        let d = Draft::new(
+            "route",
+            refusal(
+                "route-error",
+                &json!({"code": "invalid_request", "message": "upstream <x> is not allowed"}),
+            ),
+            vec![("upstream", r#""><script>"#.into())],
+        );
+        assert_eq!(d.value("route", "upstream", ""), "&quot;&gt;&lt;script&gt;");
+        assert_eq!(d.value("rule", "upstream", "dflt"), "dflt", "another form gets its default");
+        assert_eq!(d.value("route", "name", "n"), "n");
+        assert!(d.error("route").contains("upstream &lt;x&gt; is not allowed"), "{}", d.error("route"));
+        assert!(d.error("route").contains(r#"id="route-error""#));
+        assert_eq!(d.error("provider"), "");
+        assert!(parse_json("e", "More", "{").unwrap_err().contains("More is not JSON"));
+        assert!(refuses_caller(StatusCode::FORBIDDEN) && refuses_caller(StatusCode::NOT_FOUND));
+        assert!(!refuses_caller(StatusCode::BAD_REQUEST) && !refuses_caller(StatusCode::CONFLICT));
+    }
+
+    #[test]
+    fn tenant_rules_in_every_shape_carry_their_tenant() {
+        let rule = json!({"name": "r", "kind": "replays", "per": "app", "threshold": 1});
+        for v in [
+            json!({"t1": [rule.clone()]}),
+            json!([{"tenant": "t1", "rules": [rule.clone()]}]),
+            json!([{"tenant": "t1", "name": "r", "kind": "replays", "per": "app", "threshold": 1}]),
+        ] {
+            let rows = rule_rows(&tenant_rules(&v), true);
+            assert!(rows.contains(r#"<td><a href="/console/tenants/t1">t1</a></td><td>r</td>"#), "{rows}");
+            assert!(rows.contains("per = app, threshold = 1"), "{rows}");
+            assert!(!rows.contains("tenant ="), "{rows}");
+        }
+        assert_eq!(rule_rows(&tenant_rules(&Value::Null), true), "");
+        let recent = json!([{"at": 0, "rule": "r", "subject": "<app>", "count": 2, "message": "m", "tenant": "t1"}, {"rule": "g"}]);
+        let rows = alert_rows(&recent, true);
+        assert!(rows.contains("&lt;app&gt;") && rows.contains(r#"<td class="hint">gateway</td>"#), "{rows}");
+        assert!(alert_rows(&json!([]), false).contains(r#"colspan="5""#));
+    }
 }
 
 // ---- outbound providers ----
@@ -961,10 +1176,18 @@ fn highlight_js(src: &str) -> String {
 
 async fn provider_page(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
-    provider_view(&c, &me, &id, "").await
+    provider_view(&c, &me, &id, "", None).await
 }
 
-async fn provider_view(c: &Console, me: &Caller, id: &str, result: &str) -> Response {
+/// `result` goes under the test-run form; `doc` is a notice for the document editor and, after a
+/// refused save, the user's text to show again instead of the stored document.
+async fn provider_view(
+    c: &Console,
+    me: &Caller,
+    id: &str,
+    result: &str,
+    doc_edit: Option<(Option<&str>, &str)>,
+) -> Response {
     let (s, p) = c.api(&me.token, Method::GET, &format!("/admin/providers/{}", seg(id)), None).await;
     if !s.is_success() {
         return api_error(me, s, &p);
@@ -1052,6 +1275,21 @@ async fn provider_view(c: &Console, me: &Caller, id: &str, result: &str) -> Resp
             hl = highlight_js(src)
         );
     }
+    let (doc_text, doc_notice) = doc_edit.unwrap_or((None, ""));
+    let document = if admin {
+        // The whole document, script source included, so saving it keeps everything.
+        let text = doc_text.map_or_else(|| pretty(&p["config"]), str::to_string);
+        format!(
+            r#"{doc_notice}<form method="post" action="/console/providers/{l}/document" class="card">{csrf}
+<label for="provider-config">Edit the document (JSON, validated when saved; the tenant stays {t}; <code>recipe.source</code> is the active script — save script changes with the editor above to keep versions; bindings are never part of it)</label>
+<textarea id="provider-config" name="config" rows="16" spellcheck="false" required>{text}</textarea>
+<button type="submit" id="save-document">Save document</button></form>"#,
+            t = esc(p["tenant_id"].as_str().unwrap_or("")),
+            text = esc(&text),
+        )
+    } else {
+        format!(r#"<pre class="code">{}</pre>"#, esc(&pretty(&doc)))
+    };
     let test_run = format!(
         r#"<section><h2>Test run</h2><p class="hint">Runs the recipe on a sample request with stand-in bindings and mocked host calls; contacts no provider, shows no secret.</p>
 <form method="post" action="/console/providers/{l}/test-run" class="card">{csrf}
@@ -1069,7 +1307,7 @@ async fn provider_view(c: &Console, me: &Caller, id: &str, result: &str) -> Resp
         &format!(
             r#"<p>Tenant <a href="/console/tenants/{tl}">{t}</a> · recipe <code>{rt}</code></p>
 <section><h2>Bindings (write-only)</h2>{missing}<table><thead><tr><th>Name</th><th class="num">Size</th><th>Updated</th><th></th></tr></thead><tbody>{secrets}</tbody></table>{set_secret}</section>
-{script}{test_run}<section><h2>Document</h2><pre class="code">{doc}</pre></section>"#,
+{script}{test_run}<section id="document"><h2>Document</h2>{document}</section>"#,
             tl = seg(p["tenant_id"].as_str().unwrap_or("")),
             t = esc(p["tenant_id"].as_str().unwrap_or("")),
             rt = esc(recipe["type"].as_str().unwrap_or("")),
@@ -1081,7 +1319,6 @@ async fn provider_view(c: &Console, me: &Caller, id: &str, result: &str) -> Resp
                     esc(&missing.join(", "))
                 )
             },
-            doc = esc(&serde_json::to_string_pretty(&doc).unwrap_or_default()),
         ),
     )
 }
@@ -1115,7 +1352,7 @@ async fn set_secret(
     if !s.is_success() {
         return api_error(&me, s, &v);
     }
-    provider_view(&c, &me, &id, "").await
+    provider_view(&c, &me, &id, "", None).await
 }
 
 async fn delete_secret(
@@ -1136,7 +1373,7 @@ async fn delete_secret(
     if !s.is_success() {
         return api_error(&me, s, &v);
     }
-    provider_view(&c, &me, &id, "").await
+    provider_view(&c, &me, &id, "", None).await
 }
 
 #[derive(Deserialize)]
@@ -1161,7 +1398,7 @@ async fn save_script(
     if !s.is_success() {
         return api_error(&me, s, &v);
     }
-    provider_view(&c, &me, &id, "").await
+    provider_view(&c, &me, &id, "", None).await
 }
 
 async fn activate_script(
@@ -1182,7 +1419,7 @@ async fn activate_script(
     if !s.is_success() {
         return api_error(&me, s, &v);
     }
-    provider_view(&c, &me, &id, "").await
+    provider_view(&c, &me, &id, "", None).await
 }
 
 #[derive(Deserialize)]
@@ -1215,7 +1452,7 @@ async fn test_run(
                     r#"<p class="error" id="test-run-error">Mocked responses are not JSON: {}</p>"#,
                     esc(&e.to_string())
                 );
-                return provider_view(&c, &me, &id, &msg).await;
+                return provider_view(&c, &me, &id, &msg, None).await;
             }
         }
     };
@@ -1264,7 +1501,7 @@ async fn test_run(
         let _ = write!(out, "<li>{}</li>", esc(&text));
     }
     out.push_str("</ol></div>");
-    provider_view(&c, &me, &id, &out).await
+    provider_view(&c, &me, &id, &out, None).await
 }
 
 // ---- traffic and request audit ----
@@ -1581,60 +1818,38 @@ async fn alerts_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
     if !s.is_success() {
         return api_error(&me, s, &v);
     }
-    let mut rules = String::new();
-    for r in v["rules"].as_array().into_iter().flatten() {
-        let kind = r["kind"].as_str().unwrap_or("");
-        let mut params: Vec<String> = r
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| !matches!(k.as_str(), "kind" | "name"))
-            .map(|(k, v)| format!("{k} = {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-            .collect();
-        params.sort();
-        let _ = write!(
-            rules,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            esc(r["name"].as_str().unwrap_or(kind)),
-            esc(kind),
-            esc(&params.join(", "))
-        );
-    }
+    let rules = rule_rows(&v["rules"], false);
+    // Tenants' own rules and alerts (docs/tenant-routes.md), when the view has them.
+    let trules = rule_rows(&tenant_rules(&v["tenant_rules"]), true);
+    let tenant_section = if trules.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<section><h2>Tenant rules</h2><table id="tenant-rules"><thead><tr><th>Tenant</th><th>Name</th><th>Kind</th><th>Settings</th></tr></thead><tbody>{trules}</tbody></table></section>"#
+        )
+    };
+    let tenants =
+        !trules.is_empty() || v["recent"].as_array().into_iter().flatten().any(|a| a["tenant"].is_string());
     let channels: Vec<&str> =
         v["channels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let st = &v["stats"];
-    let mut recent = String::new();
-    for a in v["recent"].as_array().into_iter().flatten() {
-        let _ = write!(
-            recent,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-            time(&a["at"]),
-            esc(a["rule"].as_str().unwrap_or("")),
-            esc(a["subject"].as_str().unwrap_or("")),
-            a["count"].as_u64().unwrap_or(0),
-            esc(a["message"].as_str().unwrap_or("")),
-        );
-    }
-    if recent.is_empty() {
-        recent =
-            r#"<tr><td colspan="5" class="hint">No alert has fired since this process started.</td></tr>"#
-                .into();
-    }
+    let recent = alert_rows(&v["recent"], tenants);
     html(
         StatusCode::OK,
         "Alerts",
         Some(&me.who),
         Some(&me.csrf),
         &format!(
-            r#"<p class="hint">Rules and channels are gateway configuration (<code>[alerts]</code>, docs/operations.md); channel addresses are never shown.</p>
-<section><h2>Recent alerts</h2><table id="recent-alerts"><thead><tr><th>When</th><th>Rule</th><th>Subject</th><th class="num">Count</th><th>Message</th></tr></thead><tbody>{recent}</tbody></table></section>
-<section><h2>Rules</h2><table><thead><tr><th>Name</th><th>Kind</th><th>Settings</th></tr></thead><tbody>{rules}</tbody></table></section>
+            r#"<p class="hint">Rules and channels are gateway configuration (<code>[alerts]</code>, docs/operations.md); channel addresses are never shown. Tenants' own rules are managed on their tenant pages.</p>
+<section><h2>Recent alerts</h2><table id="recent-alerts"><thead><tr><th>When</th>{tenant_th}<th>Rule</th><th>Subject</th><th class="num">Count</th><th>Message</th></tr></thead><tbody>{recent}</tbody></table></section>
+<section><h2>Rules</h2><table><thead><tr><th>Name</th><th>Kind</th><th>Settings</th></tr></thead><tbody>{rules}</tbody></table></section>{tenant_section}
 <section><h2>Delivery</h2><p>Channels: {channels}. Fired {fired}, delivered {delivered}, failed {failed}, held back by the rate cap {suppressed}, dropped {dropped}.</p></section>"#,
             channels = if channels.is_empty() {
                 "none (alerts are only logged)".to_string()
             } else {
                 esc(&channels.join(", "))
             },
+            tenant_th = if tenants { "<th>Tenant</th>" } else { "" },
             fired = st["fired"].as_u64().unwrap_or(0),
             delivered = st["delivered"].as_u64().unwrap_or(0),
             failed = st["failed"].as_u64().unwrap_or(0),
@@ -1642,4 +1857,526 @@ async fn alerts_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
             dropped = st["dropped"].as_u64().unwrap_or(0),
         ),
     )
+}
+
+// ---- tenant routes and alert rules ----
+
+/// A tenant object kind, as the console and the admin API name it in paths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Obj {
+    Route,
+    Rule,
+}
+
+impl Obj {
+    fn path(self) -> &'static str {
+        match self {
+            Obj::Route => "routes",
+            Obj::Rule => "alert-rules",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Obj::Route => "route",
+            Obj::Rule => "alert rule",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Obj::Route => "Route",
+            Obj::Rule => "Alert rule",
+        }
+    }
+}
+
+/// A page answered with the status of the refusal it shows (unless the page is an error itself).
+fn with_status(mut page: Response, status: StatusCode) -> Response {
+    if page.status().is_success() {
+        *page.status_mut() = status;
+    }
+    page
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// A JSON textarea, or the reason it is not JSON (shown next to the form).
+fn parse_json(id: &str, what: &str, text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            r#"<p class="error" id="{id}" role="alert"><code>invalid_json</code> {} is not JSON: {}</p>"#,
+            esc(what),
+            esc(&e.to_string())
+        )
+    })
+}
+
+/// Creates a tenant object through the API unless one of that name exists (a create form never
+/// replaces silently). `Err` is the response to return.
+async fn create_object(
+    c: &Console,
+    me: &Caller,
+    tenant: &str,
+    obj: Obj,
+    name: &str,
+    config: Value,
+) -> Result<(), (StatusCode, Value)> {
+    let path = format!("/admin/tenants/{}/{}/{}", seg(tenant), obj.path(), seg(name));
+    let (s, _) = c.api(&me.token, Method::GET, &path, None).await;
+    if s.is_success() {
+        return Err((
+            StatusCode::CONFLICT,
+            json!({"code": "conflict", "message": format!("a {} named {name} already exists; edit it on its page", obj.noun())}),
+        ));
+    }
+    let (s, v) = c.api(&me.token, Method::PUT, &path, Some(json!({"config": config}))).await;
+    if s.is_success() {
+        Ok(())
+    } else {
+        Err((s, v))
+    }
+}
+
+#[derive(Deserialize)]
+struct RouteForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    path_prefix: String,
+    #[serde(default)]
+    upstream: String,
+    #[serde(default)]
+    more: String,
+}
+
+async fn create_route(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Form(f): Form<RouteForm>,
+) -> Response {
+    let me = post_session!(c, headers, f.csrf);
+    let draft = |error: String| {
+        Draft::new(
+            "route",
+            error,
+            vec![
+                ("name", f.name.clone()),
+                ("path_prefix", f.path_prefix.clone()),
+                ("upstream", f.upstream.clone()),
+                ("more", f.more.clone()),
+            ],
+        )
+    };
+    // The optional settings first; the three fields of the form win over the same keys in them.
+    let mut config = if f.more.trim().is_empty() {
+        json!({})
+    } else {
+        match parse_json("route-error", "More settings", &f.more) {
+            Ok(v) if v.is_object() => v,
+            Ok(_) => {
+                let e = r#"<p class="error" id="route-error" role="alert"><code>invalid_json</code> More settings must be a JSON object.</p>"#;
+                return tenant_view(&c, &me, &tenant, StatusCode::BAD_REQUEST, &draft(e.into())).await;
+            }
+            Err(e) => return tenant_view(&c, &me, &tenant, StatusCode::BAD_REQUEST, &draft(e)).await,
+        }
+    };
+    config["path_prefix"] = f.path_prefix.trim().into();
+    config["upstream"] = f.upstream.trim().into();
+    match create_object(&c, &me, &tenant, Obj::Route, f.name.trim(), config).await {
+        Ok(()) => redirect(&format!("/console/tenants/{}#routes", seg(&tenant))),
+        Err((s, v)) if refuses_caller(s) => api_error(&me, s, &v),
+        Err((s, v)) => tenant_view(&c, &me, &tenant, s, &draft(refusal("route-error", &v))).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct RuleForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    rule: String,
+}
+
+async fn create_rule(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Form(f): Form<RuleForm>,
+) -> Response {
+    let me = post_session!(c, headers, f.csrf);
+    let draft =
+        |error: String| Draft::new("rule", error, vec![("name", f.name.clone()), ("rule", f.rule.clone())]);
+    let config = match parse_json("rule-error", "The rule", &f.rule) {
+        Ok(v) => v,
+        Err(e) => return tenant_view(&c, &me, &tenant, StatusCode::BAD_REQUEST, &draft(e)).await,
+    };
+    match create_object(&c, &me, &tenant, Obj::Rule, f.name.trim(), config).await {
+        Ok(()) => redirect(&format!("/console/tenants/{}#alert-rules", seg(&tenant))),
+        Err((s, v)) if refuses_caller(s) => api_error(&me, s, &v),
+        Err((s, v)) => tenant_view(&c, &me, &tenant, s, &draft(refusal("rule-error", &v))).await,
+    }
+}
+
+async fn route_page(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    object_view(&c, &me, &tenant, Obj::Route, &name, StatusCode::OK, "", None).await
+}
+
+async fn rule_page(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    object_view(&c, &me, &tenant, Obj::Rule, &name, StatusCode::OK, "", None).await
+}
+
+/// One route or alert rule: its document in an editor (admins) or read-only, and Delete.
+/// `text` is the user's refused edit, shown again instead of the stored document.
+#[allow(clippy::too_many_arguments)]
+async fn object_view(
+    c: &Console,
+    me: &Caller,
+    tenant: &str,
+    obj: Obj,
+    name: &str,
+    status: StatusCode,
+    notice: &str,
+    text: Option<&str>,
+) -> Response {
+    let t = seg(tenant);
+    let action = format!("/console/tenants/{t}/{}/{}", obj.path(), seg(name));
+    let (s, v) = c
+        .api(&me.token, Method::GET, &format!("/admin/tenants/{t}/{}/{}", obj.path(), seg(name)), None)
+        .await;
+    if !s.is_success() {
+        return api_error(me, s, &v);
+    }
+    let doc = esc(&text.map_or_else(|| pretty(&v["config"]), str::to_string));
+    let csrf = csrf_field(&me.csrf);
+    let body = if is_admin(&me.who) {
+        format!(
+            r#"<form method="post" action="{action}" class="card">{csrf}
+<label for="doc">Document (JSON; checked against the operator's policy when saved)</label>
+<textarea id="doc" name="config" rows="14" spellcheck="false" required>{doc}</textarea>
+<button type="submit" id="save">Save</button></form>
+<form method="post" action="{action}/delete" class="card inline">{csrf}<span class="hint">Deleting takes effect at the next reload and is recorded as a config version.</span><button type="submit" class="revoke" id="delete">Delete {noun}</button></form>"#,
+            noun = obj.noun(),
+        )
+    } else {
+        format!(
+            r#"<label for="doc">Document (read-only)</label><textarea id="doc" rows="14" spellcheck="false" readonly>{doc}</textarea>"#
+        )
+    };
+    let links = match obj {
+        Obj::Route => "",
+        Obj::Rule => r#" · <a href="/console/tenants/{t}/alerts">fired alerts</a>"#,
+    }
+    .replace("{t}", &t);
+    html(
+        status,
+        &format!("{} {name}", obj.title()),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p>Tenant <a href="/console/tenants/{t}">{te}</a>{links} · updated {when} by {by}</p>{notice}{body}"#,
+            te = esc(tenant),
+            when = time(&v["updated_at"]),
+            by = esc(v["updated_by"].as_str().unwrap_or("")),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct DocForm {
+    csrf: String,
+    config: String,
+}
+
+async fn save_object(
+    c: &Console,
+    headers: &HeaderMap,
+    tenant: &str,
+    obj: Obj,
+    name: &str,
+    f: DocForm,
+) -> Response {
+    let me = post_session!(c, headers, f.csrf);
+    let config = match parse_json("doc-error", "The document", &f.config) {
+        Ok(v) => v,
+        Err(e) => {
+            return object_view(c, &me, tenant, obj, name, StatusCode::BAD_REQUEST, &e, Some(&f.config)).await
+        }
+    };
+    let path = format!("/admin/tenants/{}/{}/{}", seg(tenant), obj.path(), seg(name));
+    let (s, v) = c.api(&me.token, Method::PUT, &path, Some(json!({"config": config}))).await;
+    if refuses_caller(s) {
+        return api_error(&me, s, &v);
+    }
+    if !s.is_success() {
+        let e = refusal("doc-error", &v);
+        return object_view(c, &me, tenant, obj, name, s, &e, Some(&f.config)).await;
+    }
+    let saved = r#"<p class="card ok-text" id="saved" role="status">Saved; replicas serve it after their next reload.</p>"#;
+    object_view(c, &me, tenant, obj, name, StatusCode::OK, saved, None).await
+}
+
+async fn save_route(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+    Form(f): Form<DocForm>,
+) -> Response {
+    save_object(&c, &headers, &tenant, Obj::Route, &name, f).await
+}
+
+async fn save_rule(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+    Form(f): Form<DocForm>,
+) -> Response {
+    save_object(&c, &headers, &tenant, Obj::Rule, &name, f).await
+}
+
+async fn delete_object(
+    c: &Console,
+    headers: &HeaderMap,
+    tenant: &str,
+    obj: Obj,
+    name: &str,
+    csrf: &str,
+) -> Response {
+    let me = post_session!(c, headers, csrf);
+    let path = format!("/admin/tenants/{}/{}/{}", seg(tenant), obj.path(), seg(name));
+    let (s, v) = c.api(&me.token, Method::DELETE, &path, None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    redirect(&format!("/console/tenants/{}#{}", seg(tenant), obj.path()))
+}
+
+async fn delete_route(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    delete_object(&c, &headers, &tenant, Obj::Route, &name, &f.csrf).await
+}
+
+async fn delete_rule(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    delete_object(&c, &headers, &tenant, Obj::Rule, &name, &f.csrf).await
+}
+
+/// Rules of an alerts view as table rows: name, kind, the other settings.
+fn rule_rows(rules: &Value, with_tenant: bool) -> String {
+    let mut out = String::new();
+    for r in rules.as_array().into_iter().flatten() {
+        let kind = r["kind"].as_str().unwrap_or("");
+        let mut params: Vec<String> = r
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !matches!(k.as_str(), "kind" | "name" | "tenant"))
+            .map(|(k, v)| format!("{k} = {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect();
+        params.sort();
+        let tenant_cell = match (with_tenant, r["tenant"].as_str()) {
+            (true, Some(t)) => format!(r#"<td><a href="/console/tenants/{}">{}</a></td>"#, seg(t), esc(t)),
+            (true, None) => "<td>—</td>".to_string(),
+            (false, _) => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<tr>{tenant_cell}<td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            esc(r["name"].as_str().unwrap_or(kind)),
+            esc(kind),
+            esc(&params.join(", "))
+        );
+    }
+    out
+}
+
+/// Fired alerts as table rows (with a tenant column when `tenants`).
+fn alert_rows(recent: &Value, tenants: bool) -> String {
+    let mut out = String::new();
+    for a in recent.as_array().into_iter().flatten() {
+        let tenant = if tenants {
+            match a["tenant"].as_str() {
+                Some(t) => format!(r#"<td><a href="/console/tenants/{}">{}</a></td>"#, seg(t), esc(t)),
+                None => r#"<td class="hint">gateway</td>"#.to_string(),
+            }
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td>{tenant}<td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            time(&a["at"]),
+            esc(a["rule"].as_str().unwrap_or("")),
+            esc(a["subject"].as_str().unwrap_or("")),
+            a["count"].as_u64().unwrap_or(0),
+            esc(a["message"].as_str().unwrap_or("")),
+        );
+    }
+    if out.is_empty() {
+        out = format!(
+            r#"<tr><td colspan="{}" class="hint">No alert has fired since this process started.</td></tr>"#,
+            if tenants { 6 } else { 5 }
+        );
+    }
+    out
+}
+
+/// The gateway view's `tenant_rules`, as rules that each carry their `tenant`: accepts a map of
+/// tenant → rules, a list of `{tenant, rules}`, or a list of rules with a `tenant` field.
+fn tenant_rules(v: &Value) -> Value {
+    let mut out = Vec::new();
+    let tag = |t: &str, r: &Value| {
+        let mut r = r.clone();
+        if let Some(m) = r.as_object_mut() {
+            m.entry("tenant").or_insert_with(|| t.into());
+        }
+        r
+    };
+    match v {
+        Value::Object(m) => {
+            for (t, rules) in m {
+                out.extend(rules.as_array().into_iter().flatten().map(|r| tag(t, r)));
+            }
+        }
+        Value::Array(items) => {
+            for it in items {
+                match (it["tenant"].as_str(), it["rules"].as_array()) {
+                    (Some(t), Some(rules)) => out.extend(rules.iter().map(|r| tag(t, r))),
+                    _ => out.push(it.clone()),
+                }
+            }
+        }
+        _ => {}
+    }
+    Value::Array(out)
+}
+
+async fn tenant_alerts_page(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Response {
+    let Some(me) = c.caller(&headers).await else { return redirect("/console/login") };
+    let t = seg(&tenant);
+    let (s, v) = c.api(&me.token, Method::GET, &format!("/admin/tenants/{t}/alerts"), None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &v);
+    }
+    let mut rules = rule_rows(&v["rules"], false);
+    if rules.is_empty() {
+        rules = r#"<tr><td colspan="3" class="hint">No alert rules of this tenant.</td></tr>"#.into();
+    }
+    html(
+        StatusCode::OK,
+        &format!("Alerts of {tenant}"),
+        Some(&me.who),
+        Some(&me.csrf),
+        &format!(
+            r#"<p><a href="/console/tenants/{t}">Back to the tenant</a> · rules are managed under <a href="/console/tenants/{t}#alert-rules">Alert rules</a></p>
+<p class="hint">This tenant's rules over its own apps' traffic. Alerts go to the operator's channels, with the tenant named.</p>
+<p id="fired">Fired <strong>{fired}</strong> since this process started.</p>
+<section><h2>Recent alerts</h2><table id="recent-alerts"><thead><tr><th>When</th><th>Rule</th><th>Subject</th><th class="num">Count</th><th>Message</th></tr></thead><tbody>{recent}</tbody></table></section>
+<section><h2>Rules</h2><table id="alert-rule-table"><thead><tr><th>Name</th><th>Kind</th><th>Settings</th></tr></thead><tbody>{rules}</tbody></table></section>"#,
+            fired = v["stats"]["fired"].as_u64().unwrap_or(0),
+            recent = alert_rows(&v["recent"], false),
+        ),
+    )
+}
+
+// ---- provider documents ----
+
+#[derive(Deserialize)]
+struct NewProviderForm {
+    csrf: String,
+    id: String,
+    #[serde(default)]
+    document: String,
+}
+
+async fn create_provider(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Form(f): Form<NewProviderForm>,
+) -> Response {
+    let me = post_session!(c, headers, f.csrf);
+    let id = f.id.trim();
+    let draft = |error: String| {
+        Draft::new("provider", error, vec![("id", f.id.clone()), ("document", f.document.clone())])
+    };
+    let config = match parse_json("provider-error", "The document", &f.document) {
+        Ok(v) => v,
+        Err(e) => return tenant_view(&c, &me, &tenant, StatusCode::BAD_REQUEST, &draft(e)).await,
+    };
+    let path = format!("/admin/providers/{}", seg(id));
+    // A create form never replaces a provider silently.
+    let (s, _) = c.api(&me.token, Method::GET, &path, None).await;
+    if s.is_success() {
+        let v = json!({"code": "conflict", "message": format!("provider {id} already exists; edit it on its page")});
+        return tenant_view(&c, &me, &tenant, StatusCode::CONFLICT, &draft(refusal("provider-error", &v)))
+            .await;
+    }
+    let (s, v) =
+        c.api(&me.token, Method::PUT, &path, Some(json!({"tenant_id": tenant, "config": config}))).await;
+    if refuses_caller(s) {
+        return api_error(&me, s, &v);
+    }
+    if !s.is_success() {
+        return tenant_view(&c, &me, &tenant, s, &draft(refusal("provider-error", &v))).await;
+    }
+    redirect(&format!("/console/providers/{}", seg(v["id"].as_str().unwrap_or(id))))
+}
+
+async fn save_provider_document(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<DocForm>,
+) -> Response {
+    let me = post_session!(c, headers, f.csrf);
+    let config = match parse_json("doc-error", "The document", &f.config) {
+        Ok(v) => v,
+        Err(e) => {
+            let page = provider_view(&c, &me, &id, "", Some((Some(&f.config), &e))).await;
+            return with_status(page, StatusCode::BAD_REQUEST);
+        }
+    };
+    // The provider stays with its tenant.
+    let path = format!("/admin/providers/{}", seg(&id));
+    let (s, p) = c.api(&me.token, Method::GET, &path, None).await;
+    if !s.is_success() {
+        return api_error(&me, s, &p);
+    }
+    let body = json!({"tenant_id": p["tenant_id"], "config": config});
+    let (s, v) = c.api(&me.token, Method::PUT, &path, Some(body)).await;
+    if refuses_caller(s) {
+        return api_error(&me, s, &v);
+    }
+    if !s.is_success() {
+        let page = provider_view(&c, &me, &id, "", Some((Some(&f.config), &refusal("doc-error", &v)))).await;
+        return with_status(page, s);
+    }
+    let saved = r#"<p class="card ok-text" id="saved" role="status">Document saved.</p>"#;
+    provider_view(&c, &me, &id, "", Some((None, saved))).await
 }

@@ -1,5 +1,6 @@
 // The web console in a real browser: starts keygate (admin listener + an inbound route), makes
-// the tenants and admin tokens of three roles, then runs tests/console/console.mjs, which drives
+// the tenants and admin tokens of four roles (tenants may publish routes to the test upstream,
+// `[tenant_routes]`), then runs tests/console/console.mjs, which drives
 // Debian's headless Chromium through the console with playwright-core (scripts/test installs
 // both). With KEYGATE_SCREENSHOTS=<dir> the main pages are saved there (docs/img holds a set).
 #![allow(clippy::unwrap_used)]
@@ -25,6 +26,8 @@ url = "sqlite://{{dir}}/keygate.db"
 [[routes]]
 path_prefix = "/api"
 upstream = "http://{up}"
+[tenant_routes]
+upstream_hosts = ["127.0.0.1:*"]
 [[alerts.rules]]
 kind = "signature_failures"
 name = "bad signatures"
@@ -71,6 +74,7 @@ url = "http://{up}/alerts-webhook"
         &kg,
         &["--name", "dev", "--role", "tenant_developer", "--tenant", "t1", "--grant", "shop"],
     );
+    let t1_admin = admin_token(&kg, &["--name", "owner", "--role", "tenant_admin", "--tenant", "t1"]);
     let t2_admin = admin_token(&kg, &["--name", "other", "--role", "tenant_admin", "--tenant", "t2"]);
 
     let shots = std::env::var("KEYGATE_SCREENSHOTS").ok();
@@ -79,7 +83,11 @@ url = "http://{up}/alerts-webhook"
         .arg(&script)
         .env("KG_ADMIN", format!("http://{adm}"))
         .env("KG_INBOUND", format!("http://{}", kg.addr))
-        .env("KG_TOKENS", json!({"admin": admin, "t1_dev": t1_dev, "t2_admin": t2_admin}).to_string())
+        .env("KG_UPSTREAM", up.addr().to_string())
+        .env(
+            "KG_TOKENS",
+            json!({"admin": admin, "t1_admin": t1_admin, "t1_dev": t1_dev, "t2_admin": t2_admin}).to_string(),
+        )
         .env("KG_SHOTS", shots.unwrap_or_default())
         .output()
         .unwrap();
