@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -127,11 +128,13 @@ pub fn upstream_uri(route: &Route, raw_path: &str, raw_query: Option<&str>) -> R
         pq.push_str(q);
     }
     let mut parts = route.upstream.clone().into_parts();
-    parts.path_and_query = Some(pq.parse().map_err(|_| GatewayError::MalformedRequest("path"))?);
+    // From the `String` itself: `str::parse` would copy it into a new buffer.
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(pq).map_err(|_| GatewayError::MalformedRequest("path"))?);
     Uri::from_parts(parts).map_err(|_| GatewayError::MalformedRequest("path"))
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -144,6 +147,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers, including any named in `Connection`. `TE: trailers` survives:
 /// gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them (HTTP/1.1 keep-alive needs no `Connection` header): one
+    // pass over the names is cheaper than a hashed removal per hop-by-hop name.
+    if !headers.keys().any(|n| n == header::TE || HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -215,5 +223,28 @@ mod tests {
         assert!(h.get(header::TRANSFER_ENCODING).is_none());
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert_eq!(h.get("x-keep").unwrap(), "1");
+
+        // A lone TE is still reduced to `trailers` or removed.
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get(header::TE).is_none());
+        assert_eq!(h.len(), 1);
+
+        // Only custom hop-by-hop names present: still found.
+        let mut h = HeaderMap::new();
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+
+        // Nothing to strip: untouched.
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.append("x-multi", HeaderValue::from_static("1"));
+        h.append("x-multi", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3);
     }
 }

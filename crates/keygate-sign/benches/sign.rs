@@ -68,6 +68,26 @@ fn bench_kg1(c: &mut Criterion) {
                 kg1::verify(SECRET, &sts, &auth).expect("valid")
             })
         });
+        if size == 1024 {
+            // The same with the secret prepared once per key (`kg1::Kg1Key`), as a caller that
+            // keeps it next to the key can do.
+            let key = kg1::Kg1Key::new(SECRET);
+            g.bench_with_input(BenchmarkId::new("prepared key", size), &body, |b, body| {
+                b.iter(|| {
+                    let auth = Kg1Auth::from_headers(black_box(&headers)).expect("auth");
+                    let req = RequestParts {
+                        method: "POST",
+                        raw_path: PATH,
+                        raw_query: Some(QUERY),
+                        headers: &headers,
+                        authority: None,
+                    };
+                    let hash = sha256_hex(black_box(body));
+                    let sts = auth.string_to_sign(&req, &hash).expect("sts");
+                    kg1::verify_with(&key, &sts, &auth).expect("valid")
+                })
+            });
+        }
     }
     g.finish();
 
@@ -154,6 +174,21 @@ fn bench_other_schemes(c: &mut Criterion) {
                 body: &body,
             };
             sigv4::verify(&auth, &rq, b"secret-0123456789", &policy).expect("bench fixture")
+        })
+    });
+    // The same with the derived signing key kept between requests (`sigv4::SigV4Secret`).
+    let secret = sigv4::SigV4Secret::new(b"secret-0123456789");
+    g.bench_function("aws-sigv4 (header form), cached signing key", |b| {
+        b.iter(|| {
+            let auth = sigv4::parse_authorization(black_box(&auth_header)).expect("bench fixture");
+            let rq = sigv4::Received {
+                method: "POST",
+                raw_path: "/v1/orders",
+                query: &query,
+                headers: &headers,
+                body: &body,
+            };
+            sigv4::verify_with(&auth, &rq, &secret, &policy).expect("bench fixture")
         })
     });
     // RFC 9421 hmac-sha256 over @method @target-uri content-digest.

@@ -37,7 +37,7 @@ impl BodyHasher {
 
     /// Lowercase hex of the digest.
     pub fn finish(self) -> String {
-        hex::encode(self.ctx.finish().as_ref())
+        hex_lower(self.ctx.finish().as_ref())
     }
 }
 
@@ -55,7 +55,20 @@ impl std::fmt::Debug for BodyHasher {
 
 /// Lowercase hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data).as_ref())
+    hex_lower(digest::digest(&digest::SHA256, data).as_ref())
+}
+
+/// Lowercase hex of `bytes`. Same output as `hex::encode`, which collects `char` by `char`
+/// and showed up at ~2.5% of a KG1 verify in profiles.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = vec![0u8; 2 * bytes.len()];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    // Only hex digits were written, so this cannot fail.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -66,6 +79,13 @@ mod tests {
     fn empty_constant_matches_digest() {
         assert_eq!(sha256_hex(b""), EMPTY_SHA256_HEX);
         assert_eq!(BodyHasher::new().finish(), EMPTY_SHA256_HEX);
+    }
+
+    #[test]
+    fn hex_lower_matches_hex_crate() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_lower(&all), hex::encode(&all));
+        assert_eq!(hex_lower(&[]), "");
     }
 
     #[test]

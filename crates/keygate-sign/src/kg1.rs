@@ -6,9 +6,10 @@ use std::fmt;
 use aws_lc_rs::hmac;
 use http::HeaderMap;
 
+use crate::digest::hex_lower;
 use crate::error::SignError;
 use crate::path::check_raw_path;
-use crate::query::canonical_query;
+use crate::query::canonical_query_into;
 
 /// First line of the string to sign; also the scheme's name in configuration.
 pub const ALGORITHM: &str = "KG1-HMAC-SHA256";
@@ -39,6 +40,18 @@ pub mod header {
     pub const SIGNATURE: &str = "x-kg-signature";
     /// All five, in the order they are checked.
     pub const ALL: [&str; 5] = [KEY, TIMESTAMP, NONCE, SIGNED_HEADERS, SIGNATURE];
+}
+
+/// Index in [`header::ALL`] of an auth header name without its `x-kg-` prefix.
+fn auth_header_index(rest: &str) -> Option<usize> {
+    match rest {
+        "key" => Some(0),
+        "timestamp" => Some(1),
+        "nonce" => Some(2),
+        "signed-headers" => Some(3),
+        "signature" => Some(4),
+        _ => None,
+    }
 }
 
 /// The KG1 authentication fields of one request, syntax-checked.
@@ -85,14 +98,17 @@ impl Kg1Auth {
     /// An empty `X-Kg-Signed-Headers` value means no signed headers.
     pub fn from_headers(headers: &HeaderMap) -> Result<Kg1Auth, SignError> {
         let mut values: [Option<&[u8]>; 5] = [None; 5];
-        for (slot, name) in values.iter_mut().zip(header::ALL) {
-            let mut all = headers.get_all(name).iter();
-            if let Some(v) = all.next() {
-                if all.next().is_some() {
-                    return Err(SignError::DuplicateField(name.to_owned()));
-                }
-                *slot = Some(v.as_bytes());
-            }
+        let mut repeated = [false; 5];
+        // One pass over the headers: cheaper than five hashed lookups for the usual dozen.
+        for (name, value) in headers {
+            let Some(i) = name.as_str().strip_prefix("x-kg-").and_then(auth_header_index) else {
+                continue;
+            };
+            repeated[i] |= values[i].is_some();
+            values[i] = Some(value.as_bytes());
+        }
+        if let Some(i) = repeated.iter().position(|r| *r) {
+            return Err(SignError::DuplicateField(header::ALL[i].to_owned()));
         }
         let [key, timestamp, nonce, signed, signature] = values;
         if values.iter().all(Option::is_none) {
@@ -140,7 +156,7 @@ impl Kg1Auth {
     /// First 8 hex digits of the received signature: enough to correlate an audit record
     /// with a client log, too little to replay anything.
     pub fn signature_prefix(&self) -> String {
-        hex::encode(&self.signature[..4])
+        hex_lower(&self.signature[..4])
     }
 }
 
@@ -183,58 +199,63 @@ pub fn string_to_sign(
 ) -> Result<String, SignError> {
     // Every input is re-checked here because the signer side feeds user strings in, and a
     // stray `\n` in any of them would let two different requests share one string to sign.
+    // The errors keep their order: the canonical query is built (and checked) straight into
+    // the output buffer before the auth fields are checked; any error drops the buffer.
     check_method(req.method)?;
     let path = if req.raw_path.is_empty() { "/" } else { req.raw_path };
     check_raw_path(path)?;
-    let query = canonical_query(req.raw_query.unwrap_or(""))?;
-    parse_access_key(access_key.as_bytes())?;
-    if !(0..=999_999_999_999).contains(&timestamp) {
-        return Err(SignError::malformed(header::TIMESTAMP, "out of range"));
-    }
-    parse_nonce(nonce.as_bytes())?;
-    check_signed_header_list(signed_headers)?;
-    if body_sha256_hex.len() != 64 || !body_sha256_hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(SignError::malformed("body_sha256", "not 64 lowercase hex digits"));
-    }
+    let raw_query = req.raw_query.unwrap_or("");
 
-    let mut out = String::with_capacity(
+    let mut out: Vec<u8> = Vec::with_capacity(
         ALGORITHM.len()
             + req.method.len()
             + path.len()
-            + query.len()
+            // The canonical query is usually as long as the raw one; escapes may add a few bytes.
+            + raw_query.len()
+            + 16
             + access_key.len()
             + nonce.len()
             + 64
             + 32
             + signed_headers.iter().map(|n| 2 * n.len() + 32).sum::<usize>(),
     );
-    out.push_str(ALGORITHM);
-    out.push('\n');
-    for b in req.method.bytes() {
-        out.push(char::from(b.to_ascii_uppercase()));
+    out.extend_from_slice(ALGORITHM.as_bytes());
+    out.push(b'\n');
+    out.extend(req.method.bytes().map(|b| b.to_ascii_uppercase()));
+    out.push(b'\n');
+    out.extend_from_slice(path.as_bytes());
+    out.push(b'\n');
+    canonical_query_into(&mut out, raw_query)?;
+    out.push(b'\n');
+
+    check_access_key(access_key.as_bytes())?;
+    if !(0..=999_999_999_999).contains(&timestamp) {
+        return Err(SignError::malformed(header::TIMESTAMP, "out of range"));
     }
-    out.push('\n');
-    out.push_str(path);
-    out.push('\n');
-    out.push_str(&query);
-    out.push('\n');
-    out.push_str(access_key);
-    out.push('\n');
-    out.push_str(&timestamp.to_string());
-    out.push('\n');
-    out.push_str(nonce);
-    out.push('\n');
+    check_nonce(nonce.as_bytes())?;
+    check_signed_header_list(signed_headers)?;
+    if body_sha256_hex.len() != 64 || !body_sha256_hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(SignError::malformed("body_sha256", "not 64 lowercase hex digits"));
+    }
+
+    out.extend_from_slice(access_key.as_bytes());
+    out.push(b'\n');
+    // Checked above to be within 0..=999_999_999_999.
+    push_decimal(&mut out, timestamp.unsigned_abs());
+    out.push(b'\n');
+    out.extend_from_slice(nonce.as_bytes());
+    out.push(b'\n');
     for (i, name) in signed_headers.iter().enumerate() {
         if i > 0 {
-            out.push(';');
+            out.push(b';');
         }
-        out.push_str(name);
+        out.extend_from_slice(name.as_bytes());
     }
-    out.push('\n');
+    out.push(b'\n');
     for name in signed_headers {
-        out.push_str(name);
-        out.push(':');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
         let mut values = req.headers.get_all(name.as_str()).iter().peekable();
         if values.peek().is_none() {
             match (name.as_str(), req.authority) {
@@ -244,32 +265,81 @@ pub fn string_to_sign(
         }
         for (i, value) in values.enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
             push_canonical_value(&mut out, name, value.as_bytes())?;
         }
-        out.push('\n');
+        out.push(b'\n');
     }
-    out.push_str(body_sha256_hex);
-    Ok(out)
+    out.extend_from_slice(body_sha256_hex.as_bytes());
+    // Every byte written was checked to be visible ASCII, SP or LF above, so this cannot fail;
+    // mapping the error keeps the function panic-free.
+    String::from_utf8(out).map_err(|_| SignError::malformed("string to sign", "not ASCII"))
+}
+
+/// Appends the decimal digits of `n` (no sign, no padding).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Lowercase hex HMAC-SHA256 of `string_to_sign` keyed with `secret`.
 pub fn sign_string(secret: &[u8], string_to_sign: &str) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hex::encode(hmac::sign(&key, string_to_sign.as_bytes()).as_ref())
+    hex_lower(hmac::sign(&key, string_to_sign.as_bytes()).as_ref())
 }
 
 /// Checks `auth`'s signature over `string_to_sign` in constant time.
 ///
 /// Errors: [`SignError::SignatureMismatch`] on any mismatch.
 pub fn verify(secret: &[u8], string_to_sign: &str, auth: &Kg1Auth) -> Result<(), SignError> {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::verify(&key, string_to_sign.as_bytes(), &auth.signature).map_err(|_| SignError::SignatureMismatch)
+    verify_with(&Kg1Key::new(secret), string_to_sign, auth)
+}
+
+/// A KG1 secret prepared for HMAC-SHA256 once: building it hashes the inner and outer key
+/// pads (two SHA-256 blocks plus context setup, 8–10% of a 1 KiB verify in `benches/sign.rs`),
+/// which [`verify`] otherwise repeats for every request. As sensitive as the secret; aws-lc
+/// wipes it on drop.
+#[derive(Clone)]
+pub struct Kg1Key(hmac::Key);
+
+impl Kg1Key {
+    /// Prepares `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        Kg1Key(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+}
+
+impl fmt::Debug for Kg1Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kg1Key(<redacted>)")
+    }
+}
+
+/// [`verify`] with a secret prepared by [`Kg1Key::new`]; same result, same constant-time
+/// comparison.
+///
+/// Errors: [`SignError::SignatureMismatch`] on any mismatch.
+pub fn verify_with(key: &Kg1Key, string_to_sign: &str, auth: &Kg1Auth) -> Result<(), SignError> {
+    hmac::verify(&key.0, string_to_sign.as_bytes(), &auth.signature).map_err(|_| SignError::SignatureMismatch)
 }
 
 /// Appends a header value trimmed of SP/HTAB with inner runs collapsed to one space.
-fn push_canonical_value(out: &mut String, name: &str, value: &[u8]) -> Result<(), SignError> {
+fn push_canonical_value(out: &mut Vec<u8>, name: &str, value: &[u8]) -> Result<(), SignError> {
+    // Most values (hosts, media types, tokens) have no SP/HTAB at all: copied in one go.
+    if value.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        out.extend_from_slice(value);
+        return Ok(());
+    }
     let mut pending_space = false;
     let mut wrote = false;
     for &b in value {
@@ -277,10 +347,10 @@ fn push_canonical_value(out: &mut String, name: &str, value: &[u8]) -> Result<()
             b' ' | b'\t' => pending_space = wrote,
             0x21..=0x7e => {
                 if pending_space {
-                    out.push(' ');
+                    out.push(b' ');
                     pending_space = false;
                 }
-                out.push(char::from(b));
+                out.push(b);
                 wrote = true;
             }
             _ => return Err(SignError::malformed(name, "header value is not visible ASCII")),
@@ -317,7 +387,7 @@ fn check_method(method: &str) -> Result<(), SignError> {
     Ok(())
 }
 
-fn parse_access_key(v: &[u8]) -> Result<String, SignError> {
+fn check_access_key(v: &[u8]) -> Result<(), SignError> {
     if v.is_empty() {
         return Err(SignError::malformed(header::KEY, "empty"));
     }
@@ -327,6 +397,11 @@ fn parse_access_key(v: &[u8]) -> Result<String, SignError> {
     if !v.iter().all(|b| (0x21..=0x7e).contains(b)) {
         return Err(SignError::malformed(header::KEY, "not visible ASCII"));
     }
+    Ok(())
+}
+
+fn parse_access_key(v: &[u8]) -> Result<String, SignError> {
+    check_access_key(v)?;
     String::from_utf8(v.to_vec()).map_err(|_| SignError::malformed(header::KEY, "not visible ASCII"))
 }
 
@@ -348,24 +423,56 @@ pub(crate) fn is_nonce_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-fn parse_nonce(v: &[u8]) -> Result<String, SignError> {
+fn check_nonce(v: &[u8]) -> Result<(), SignError> {
     if v.len() < NONCE_MIN_LEN || v.len() > NONCE_MAX_LEN {
         return Err(SignError::malformed(header::NONCE, "not 16 to 64 characters"));
     }
     if !v.iter().copied().all(is_nonce_char) {
         return Err(SignError::malformed(header::NONCE, "character outside [A-Za-z0-9_-]"));
     }
+    Ok(())
+}
+
+fn parse_nonce(v: &[u8]) -> Result<String, SignError> {
+    check_nonce(v)?;
     String::from_utf8(v.to_vec())
         .map_err(|_| SignError::malformed(header::NONCE, "character outside [A-Za-z0-9_-]"))
 }
 
+/// Value of each byte as a hex digit (either case); `0xff` for anything else.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => 0xff,
+        };
+        c += 1;
+    }
+    t
+};
+
 fn parse_signature(v: &[u8]) -> Result<[u8; 32], SignError> {
-    let mut sig = [0u8; 32];
     if v.len() != 64 {
         return Err(SignError::malformed(header::SIGNATURE, "not 64 hex digits"));
     }
-    hex::decode_to_slice(v, &mut sig)
-        .map_err(|_| SignError::malformed(header::SIGNATURE, "not 64 hex digits"))?;
+    // Table lookups without a branch per digit: received signatures are random, and the
+    // per-digit range checks of `hex::decode_to_slice` mispredicted often enough to cost ~2% of
+    // the gateway's CPU on the rejection path (perf, bad-signature load).
+    let mut sig = [0u8; 32];
+    let mut invalid = 0u8;
+    for (out, pair) in sig.iter_mut().zip(v.chunks_exact(2)) {
+        let (h, l) = (HEX_VALUE[usize::from(pair[0])], HEX_VALUE[usize::from(pair[1])]);
+        invalid |= h | l;
+        *out = (h << 4) | (l & 0x0f);
+    }
+    if invalid > 0x0f {
+        return Err(SignError::malformed(header::SIGNATURE, "not 64 hex digits"));
+    }
     Ok(sig)
 }
 
@@ -432,14 +539,72 @@ mod tests {
     }
 
     #[test]
+    fn prepared_key_verifies_like_the_secret() {
+        let secret = b"kg1-test-secret";
+        let sts = "KG1-HMAC-SHA256\nGET\n/\n\nak\n1700000000\nabcdefghijklmnop\n\n\ne3b0";
+        let mut h = HeaderMap::new();
+        h.insert(header::KEY, http::HeaderValue::from_static("ak"));
+        h.insert(header::TIMESTAMP, http::HeaderValue::from_static("1700000000"));
+        h.insert(header::NONCE, http::HeaderValue::from_static("abcdefghijklmnop"));
+        let good = sign_string(secret, sts);
+        h.insert(header::SIGNATURE, http::HeaderValue::from_str(&good).expect("hex"));
+        let auth = Kg1Auth::from_headers(&h).expect("valid headers");
+        let key = Kg1Key::new(secret);
+        assert_eq!(verify_with(&key, sts, &auth), Ok(()));
+        assert_eq!(verify(secret, sts, &auth), Ok(()));
+        assert_eq!(verify_with(&Kg1Key::new(b"other"), sts, &auth), Err(SignError::SignatureMismatch));
+        assert_eq!(verify_with(&key, &format!("{sts}0"), &auth), Err(SignError::SignatureMismatch));
+        assert_eq!(format!("{key:?}"), "Kg1Key(<redacted>)");
+    }
+
+    #[test]
+    fn signature_hex_is_checked_digit_by_digit() {
+        let lower: String = (0..32u8).map(|i| format!("{:02x}", i * 7)).collect();
+        let want: Vec<u8> = (0..32u8).map(|i| i * 7).collect();
+        assert_eq!(parse_signature(lower.as_bytes()).expect("lower").to_vec(), want);
+        assert_eq!(parse_signature(lower.to_uppercase().as_bytes()).expect("upper").to_vec(), want);
+        for i in 0..64 {
+            for bad in [b'g', b'G', b' ', b'/', b':', b'@', b'`', 0x00, 0xff] {
+                let mut v = lower.clone().into_bytes();
+                v[i] = bad;
+                assert!(parse_signature(&v).is_err(), "byte {bad:#x} at {i}");
+            }
+        }
+        assert!(parse_signature(&lower.as_bytes()[..63]).is_err());
+        assert!(parse_signature(format!("{lower}0").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn auth_header_indexes_follow_all() {
+        for (i, name) in header::ALL.iter().enumerate() {
+            assert_eq!(name.strip_prefix("x-kg-").and_then(auth_header_index), Some(i), "{name}");
+        }
+        assert_eq!(auth_header_index("token"), None);
+    }
+
+    #[test]
+    fn duplicates_are_reported_in_check_order() {
+        let mut h = HeaderMap::new();
+        for name in [header::NONCE, header::KEY] {
+            h.append(name, http::HeaderValue::from_static("abcdefghijklmnop"));
+            h.append(name, http::HeaderValue::from_static("abcdefghijklmnop"));
+        }
+        assert_eq!(Kg1Auth::from_headers(&h).unwrap_err(), SignError::DuplicateField(header::KEY.into()));
+    }
+
+    #[test]
     fn canonical_value_trims_and_collapses() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         push_canonical_value(&mut s, "x", b" \t a \t\t b  c \t").expect("ascii");
-        assert_eq!(s, "a b c");
-        let mut s = String::new();
+        assert_eq!(s, b"a b c");
+        let mut s = Vec::new();
         push_canonical_value(&mut s, "x", b"  \t ").expect("ascii");
-        assert_eq!(s, "");
-        let mut s = String::new();
+        assert_eq!(s, b"");
+        let mut s = Vec::new();
+        push_canonical_value(&mut s, "x", b"text/plain").expect("ascii");
+        assert_eq!(s, b"text/plain");
+        let mut s = Vec::new();
         assert!(push_canonical_value(&mut s, "x", b"caf\xc3\xa9").is_err());
+        assert!(push_canonical_value(&mut s, "x", b"a\x7fb").is_err());
     }
 }

@@ -40,12 +40,21 @@ const INLINE_PAIRS: usize = 16;
 ///
 /// Errors: [`SignError::InvalidPercentEncoding`] for a `%` not followed by two hex digits.
 pub fn canonical_query(raw_query: &str) -> Result<String, SignError> {
+    // Encoding usually keeps the length; the slack covers a few escapes without regrowth.
+    let mut out: Vec<u8> = Vec::with_capacity(raw_query.len() + 16);
+    canonical_query_into(&mut out, raw_query)?;
+    // Only ASCII was written, so this cannot fail; mapping keeps the function panic-free.
+    String::from_utf8(out).map_err(|_| SignError::InvalidPercentEncoding)
+}
+
+/// [`canonical_query`] appended to `out` (the string to sign is built in one buffer). Writes
+/// only ASCII. On error `out` may hold part of the output; callers drop it.
+pub(crate) fn canonical_query_into(out: &mut Vec<u8>, raw_query: &str) -> Result<(), SignError> {
     let raw = raw_query.as_bytes();
     if raw.is_empty() {
-        return Ok(String::new());
+        return Ok(());
     }
-    // Encoding usually keeps the length; the slack covers a few escapes without regrowth.
-    let mut out: Vec<u8> = Vec::with_capacity(raw.len() + 16);
+    let base = out.len();
     let mut inline = [Pair::default(); INLINE_PAIRS];
     let mut count = 0;
     let mut spill: Vec<Pair> = Vec::new();
@@ -63,12 +72,12 @@ pub fn canonical_query(raw_query: &str) -> Result<String, SignError> {
             out.push(b'&');
         }
         let start = out.len();
-        encode_into(&mut out, name)?;
+        encode_into(out, name)?;
         let eq = out.len();
         out.push(b'=');
-        encode_into(&mut out, value)?;
+        encode_into(out, value)?;
         let pair = Pair { start, eq, end: out.len() };
-        if count > 0 && sorted && compare(&out, prev, pair) == Ordering::Greater {
+        if count > 0 && sorted && compare(out, prev, pair) == Ordering::Greater {
             sorted = false;
         }
         prev = pair;
@@ -82,24 +91,21 @@ pub fn canonical_query(raw_query: &str) -> Result<String, SignError> {
         }
         count += 1;
     }
-    // Most clients already send sorted parameters: then the first buffer is the answer.
-    let out = if sorted {
-        out
-    } else {
+    // Most clients already send sorted parameters: then the pairs are already in place.
+    if !sorted {
         let pairs: &mut [Pair] = if spill.is_empty() { &mut inline[..count] } else { &mut spill };
         // Equal pairs are byte-identical, so an unstable sort gives the same string.
-        pairs.sort_unstable_by(|a, b| compare(&out, *a, *b));
-        let mut joined = Vec::with_capacity(out.len());
+        pairs.sort_unstable_by(|a, b| compare(out, *a, *b));
+        let encoded = out[base..].to_vec();
+        out.truncate(base);
         for (i, p) in pairs.iter().enumerate() {
             if i > 0 {
-                joined.push(b'&');
+                out.push(b'&');
             }
-            joined.extend_from_slice(&out[p.start..p.end]);
+            out.extend_from_slice(&encoded[p.start - base..p.end - base]);
         }
-        joined
-    };
-    // Only ASCII was written, so this cannot fail; mapping keeps the function panic-free.
-    String::from_utf8(out).map_err(|_| SignError::InvalidPercentEncoding)
+    }
+    Ok(())
 }
 
 fn compare(buf: &[u8], a: Pair, b: Pair) -> Ordering {
@@ -153,6 +159,16 @@ mod tests {
     fn pair_order_is_name_then_value_not_joined_string() {
         // Joined strings would put "a-b=1" before "a=2" ('-' < '='); pairs compare names first.
         assert_eq!(canonical_query("a-b=1&a=2").as_deref(), Ok("a=2&a-b=1"));
+    }
+
+    #[test]
+    fn appends_after_existing_bytes() {
+        let mut out = b"prefix\n".to_vec();
+        canonical_query_into(&mut out, "b=2&a=%7e&c").expect("valid");
+        assert_eq!(out, b"prefix\na=~&b=2&c=");
+        let mut out = b"p\n".to_vec();
+        canonical_query_into(&mut out, "").expect("valid");
+        assert_eq!(out, b"p\n");
     }
 
     #[test]
