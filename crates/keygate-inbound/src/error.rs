@@ -174,16 +174,34 @@ impl GatewayError {
 
     /// The JSON envelope `{"code","message","request_id"}` (plus `server_time` when the
     /// client's clock is the problem, so SDKs can correct their skew and retry once).
-    pub fn to_response(&self, request_id: &str) -> Response<ResponseBody> {
-        let mut body = serde_json::json!({
-            "code": self.code(),
-            "message": self.to_string(),
-            "request_id": request_id,
-        });
-        if let Self::TimestampOutOfWindow { server_time, .. } = self {
-            body["server_time"] = (*server_time).into();
+    /// The envelope's JSON, written field by field (a `json!` map and its `to_string` cost
+    /// about 5 % of the rejection path); byte-identical to `json!({code, message, request_id,
+    /// server_time?}).to_string()`, which a test checks.
+    fn envelope(&self, request_id: &str) -> Vec<u8> {
+        fn string(out: &mut Vec<u8>, s: &str) {
+            // Serializing a &str into a Vec cannot fail.
+            if serde_json::to_writer(&mut *out, s).is_err() {
+                out.extend_from_slice(b"\"\"");
+            }
         }
-        let bytes = Bytes::from(body.to_string());
+        let message = self.to_string();
+        let mut out = Vec::with_capacity(48 + message.len() + request_id.len());
+        out.extend_from_slice(b"{\"code\":");
+        string(&mut out, self.code());
+        out.extend_from_slice(b",\"message\":");
+        string(&mut out, &message);
+        out.extend_from_slice(b",\"request_id\":");
+        string(&mut out, request_id);
+        if let Self::TimestampOutOfWindow { server_time, .. } = self {
+            out.extend_from_slice(b",\"server_time\":");
+            out.extend_from_slice(server_time.to_string().as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
+
+    pub fn to_response(&self, request_id: &str) -> Response<ResponseBody> {
+        let bytes = Bytes::from(self.envelope(request_id));
         let mut resp = Response::new(crate::body::full(bytes));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
@@ -205,5 +223,32 @@ impl GatewayError {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("KG1-HMAC-SHA256"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_is_byte_identical_to_the_json_map() {
+        let errors = [
+            GatewayError::RouteNotFound,
+            GatewayError::Sign(keygate_sign::SignError::SignatureMismatch),
+            GatewayError::TimestampOutOfWindow { window_secs: 300, server_time: 1_764_000_000 },
+            GatewayError::TimestampOutOfWindow { window_secs: 300, server_time: -5 },
+            GatewayError::MalformedRequest("x-kg-\"quoted\"\\ \u{1} ünïcode"),
+            GatewayError::BodyTooLarge { limit: 1024 },
+        ];
+        for e in errors {
+            for rid in ["abc", "q\"u\\o\u{7f}te ü"] {
+                let mut want =
+                    serde_json::json!({"code": e.code(), "message": e.to_string(), "request_id": rid});
+                if let GatewayError::TimestampOutOfWindow { server_time, .. } = &e {
+                    want["server_time"] = (*server_time).into();
+                }
+                assert_eq!(String::from_utf8(e.envelope(rid)).unwrap(), want.to_string(), "{e:?}");
+            }
+        }
     }
 }

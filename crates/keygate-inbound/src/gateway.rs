@@ -615,7 +615,7 @@ impl Gateway {
                     &body_hash,
                 )
                 .map_err(|e| with_key(e.into()))?;
-                kg1::verify(secret, &sts, a).map_err(|e| with_key(e.into()))?;
+                kg1::verify_with(key.kg1_key(), &sts, a).map_err(|e| with_key(e.into()))?;
                 a.nonce.as_str()
             }
             Auth::SigV4(a) => {
@@ -637,7 +637,8 @@ impl Gateway {
                     headers: &parts.headers,
                     body: &body,
                 };
-                keygate_sign::sigv4::verify(a, &received, secret, &policy).map_err(|e| with_key(e.into()))?;
+                keygate_sign::sigv4::verify_with(a, &received, key.sigv4_secret(), &policy)
+                    .map_err(|e| with_key(e.into()))?;
                 // Each signature covers a distinct request time or content: it is the nonce.
                 a.signature.as_str()
             }
@@ -658,7 +659,7 @@ impl Gateway {
                     headers: &parts.headers,
                     body: &body,
                 };
-                keygate_sign::sigv4::verify_presigned(p, &received, secret, &policy)
+                keygate_sign::sigv4::verify_presigned_with(p, &received, key.sigv4_secret(), &policy)
                     .map_err(|e| with_key(e.into()))?;
                 // A presigned URL works once: its signature is the nonce until it expires.
                 p.auth.signature.as_str()

@@ -20,7 +20,9 @@ pub use mtls::{ClientCert, MtlsMode};
 pub use observe::{NoopObserver, Observer, RequestOutcome};
 pub use proxy::{UpstreamClients, UpstreamOptions};
 pub use server::{InboundServer, ServerError, TlsFiles, TlsReloader};
-pub use snapshot::{AuthPolicy, Capture, FieldRules, KeyEntry, KeyScheme, Route, RouteAuth, Snapshot};
+pub use snapshot::{
+    AuthPolicy, Capture, FieldRules, KeyEntry, KeyScheme, PreparedSecret, Route, RouteAuth, Snapshot,
+};
 
 /// Header naming the verified app, added for the upstream.
 pub const X_KG_APP_ID: &str = "x-kg-app-id";

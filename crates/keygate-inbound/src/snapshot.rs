@@ -110,10 +110,45 @@ pub struct KeyEntry {
     /// Signature, token, or both.
     pub auth_policy: AuthPolicy,
     pub secret: SecretBox<[u8]>,
+    /// The secret prepared for its scheme's MAC on first use (HMAC pads, SigV4 signing keys),
+    /// so a request does not redo that work. Boxed and lazy: keys never used cost one word each.
+    pub prepared: PreparedSecret,
     /// Unix second of the last request this key signed successfully (0: none since this
     /// process loaded it). Written with one relaxed atomic per request; the binary flushes it to
     /// the store in batches, so `last_used_at` never costs a write per request.
     pub last_used: AtomicI64,
+}
+
+/// Per-key MAC state derived from the secret (see [`KeyEntry::kg1_key`]). As sensitive as the
+/// secret; aws-lc wipes its keys on drop and `SigV4Secret` zeroizes its copy.
+#[derive(Default)]
+pub struct PreparedSecret {
+    kg1: std::sync::OnceLock<Box<keygate_sign::kg1::Kg1Key>>,
+    sigv4: std::sync::OnceLock<Box<keygate_sign::sigv4::SigV4Secret>>,
+}
+
+impl fmt::Debug for PreparedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreparedSecret(..)")
+    }
+}
+
+impl KeyEntry {
+    /// The KG1 HMAC key, prepared on first use.
+    pub fn kg1_key(&self) -> &keygate_sign::kg1::Kg1Key {
+        use secrecy::ExposeSecret as _;
+        self.prepared
+            .kg1
+            .get_or_init(|| Box::new(keygate_sign::kg1::Kg1Key::new(self.secret.expose_secret())))
+    }
+
+    /// The SigV4 secret with its cache of derived signing keys, prepared on first use.
+    pub fn sigv4_secret(&self) -> &keygate_sign::sigv4::SigV4Secret {
+        use secrecy::ExposeSecret as _;
+        self.prepared
+            .sigv4
+            .get_or_init(|| Box::new(keygate_sign::sigv4::SigV4Secret::new(self.secret.expose_secret())))
+    }
 }
 
 impl fmt::Debug for KeyEntry {

@@ -379,6 +379,7 @@ fn key_entry(
         // Only a rotated key (one with a successor) stops at the end of its overlap.
         overlap_until: r.successor.as_ref().and(r.overlap_until),
         secret,
+        prepared: Default::default(),
         last_used: std::sync::atomic::AtomicI64::new(0),
     })
 }
