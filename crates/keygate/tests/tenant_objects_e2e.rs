@@ -8,12 +8,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 async fn call_signed(kg: &Keygate, key: &(String, String), path: &str) -> (u16, Value) {
     let headers = sign(&key.0, &key.1, "GET", &kg.url(path), &[], b"", &[]);
@@ -28,22 +24,6 @@ async fn call(kg: &Keygate, path: &str, headers: &[(String, String)]) -> (u16, V
         Value::Null
     };
     (s.as_u16(), v)
-}
-
-/// Retries until `f` is `Ok`, for changes that reach a replica through its reload.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let t = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if t.elapsed() > WAIT => panic!("{what}: still {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-        }
-    }
 }
 
 async fn new_key(adm: std::net::SocketAddr, token: &str, app: &str) -> (String, String) {

@@ -6,12 +6,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 async fn call(
     kg: &Keygate,
@@ -37,22 +33,6 @@ fn bearer(token: &str) -> Vec<(String, String)> {
 async fn exchange(kg: &Keygate, key: &(String, String), body: &[u8]) -> (u16, Value) {
     let headers = sign(&key.0, &key.1, "POST", &kg.url("/auth/token"), &[], body, &[]);
     call(kg, "POST", "/auth/token", &headers, body).await
-}
-
-/// Retries `f` until it returns `Some`, for changes that reach a replica through a reload.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let t = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if t.elapsed() > WAIT => panic!("{what}: still {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

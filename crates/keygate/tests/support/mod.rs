@@ -504,3 +504,20 @@ pub fn admin_token(kg: &Keygate, extra: &[&str]) -> String {
     note_secret(&token);
     token
 }
+
+/// Retries `f` until it returns `Ok`, for changes that reach a replica through its reload; panics
+/// with the last answer after 30 s (generous for a loaded CI machine; no timing is asserted).
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let t = std::time::Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) if t.elapsed() > Duration::from_secs(30) => panic!("{what}: still {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
