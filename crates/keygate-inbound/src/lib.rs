@@ -7,6 +7,7 @@ pub mod access;
 pub mod body;
 pub mod error;
 pub mod gateway;
+pub mod h1pool;
 pub mod mtls;
 pub mod observe;
 pub mod proxy;

@@ -12,15 +12,18 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{BoxError, ResponseBody};
 use crate::error::GatewayError;
+use crate::h1pool::{H1Error, H1Pool};
 use crate::snapshot::Route;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Connection pools to upstreams, one per protocol.
+/// Connection pools to upstreams: plain HTTP/1.1 upstreams through the lean pool (driven from
+/// the request task), TLS and HTTP/2 upstreams through hyper-util's pooled clients.
 #[derive(Debug, Clone)]
 pub struct UpstreamClients {
     http1: Client<Connector, ResponseBody>,
     http2: Client<Connector, ResponseBody>,
+    lean: Option<H1Pool>,
 }
 
 /// Tunables of the upstream pools.
@@ -29,6 +32,8 @@ pub struct UpstreamOptions {
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Plain-HTTP/1.1 upstreams through [`H1Pool`] (default) instead of hyper-util's client.
+    pub lean_http1: bool,
 }
 
 impl Default for UpstreamOptions {
@@ -37,6 +42,7 @@ impl Default for UpstreamOptions {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 512,
+            lean_http1: true,
         }
     }
 }
@@ -65,7 +71,10 @@ impl UpstreamClients {
             }
             Ok(b.build(connector))
         };
-        Ok(Self { http1: build(false)?, http2: build(true)? })
+        let lean = opts
+            .lean_http1
+            .then(|| H1Pool::new(opts.connect_timeout, opts.pool_idle_timeout, opts.pool_max_idle_per_host));
+        Ok(Self { http1: build(false)?, http2: build(true)?, lean })
     }
 
     /// Sends `req` to the route's upstream and waits for the response head within the route's timeout.
@@ -74,6 +83,22 @@ impl UpstreamClients {
         route: &Route,
         mut req: Request<ResponseBody>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
+        if let Some(lean) = &self.lean {
+            if !route.upstream_http2 && req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                let deadline = tokio::time::Instant::now() + route.timeout;
+                return match lean.send(req, deadline).await {
+                    Err(H1Error::Timeout) => Err(GatewayError::UpstreamTimeout),
+                    Err(e) => {
+                        tracing::warn!(upstream = %route.upstream, error = %error_chain(&e), "upstream request failed");
+                        Err(GatewayError::UpstreamUnavailable)
+                    }
+                    Ok(mut resp) => {
+                        strip_hop_by_hop(resp.headers_mut());
+                        Ok(resp)
+                    }
+                };
+            }
+        }
         let client = if route.upstream_http2 {
             *req.version_mut() = Version::HTTP_2;
             &self.http2

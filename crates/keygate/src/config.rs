@@ -167,6 +167,11 @@ pub struct ServerConfig {
     pub reload_interval_ms: u64,
     /// Tokio worker threads (default: one per core).
     pub worker_threads: Option<usize>,
+    /// Client for plain-HTTP/1.1 upstreams: `lean` (default; the request task drives its
+    /// connection) or `hyper` (hyper-util's pooled client, a task per connection). TLS and HTTP/2
+    /// upstreams always use hyper-util's client.
+    #[serde(default)]
+    pub upstream_pool: UpstreamPool,
     /// Admin API listener (`host:port`); off when unset. Keep it on a private interface.
     pub admin: Option<String>,
     /// Metrics and health listener (`host:port`): `/metrics`, `/healthz`, `/readyz`. Off when unset.
@@ -180,6 +185,14 @@ pub struct ServerConfig {
     /// Where the last good snapshot is kept (sealed with the master key) so a restart during a
     /// store outage still serves. Default: next to a SQLite store, else off.
     pub snapshot_cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamPool {
+    #[default]
+    Lean,
+    Hyper,
 }
 
 impl Config {
@@ -210,6 +223,7 @@ impl Default for ServerConfig {
             tls_reload_interval_ms: default_tls_reload_ms(),
             reload_interval_ms: default_reload_ms(),
             worker_threads: None,
+            upstream_pool: UpstreamPool::default(),
             admin: None,
             metrics: None,
             outbound: None,

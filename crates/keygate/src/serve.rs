@@ -466,8 +466,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         }
         None => None,
     };
-    let upstream =
-        UpstreamClients::new(&keygate_inbound::UpstreamOptions::default()).context("upstream TLS roots")?;
+    let upstream = UpstreamClients::new(&keygate_inbound::UpstreamOptions {
+        lean_http1: cfg.server.upstream_pool == crate::config::UpstreamPool::Lean,
+        ..Default::default()
+    })
+    .context("upstream TLS roots")?;
     health.set_store(store.is_some());
     health.set_snapshot(snapshot.version, snapshot.key_count(), store.is_some());
     let mut observers: Vec<Arc<dyn keygate_inbound::Observer>> = Vec::new();
