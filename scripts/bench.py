@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 UPSTREAM, NGINX, KEYGATE, KEYGATE_REDIS, KEYGATE_AUDIT = 19000, 19001, 19002, 19003, 19004
 KEYGATE_OUT, OUT_LISTENER, OUT_ADMIN = 19005, 19006, 19007
+KEYGATE_HYPER = 19008
 MASTER = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 SECRET = "bench-secret-0123456789abcdef"
 
@@ -72,7 +73,7 @@ http {
     return p
 
 
-def start_keygate(tmp, threads, port=KEYGATE, name="base", extra="", server=""):
+def start_keygate(tmp, threads, port=KEYGATE, name="base", extra="", server="", wrap=()):
     """One keygate instance. `extra` is appended to the config ([state], [audit] ...), `server`
     to its [server] table."""
     d = os.path.join(tmp, name)
@@ -111,9 +112,9 @@ secret_env = "BENCH_SK"
 rate_limit = { rate_per_sec = 1000000, burst = 1000000 }
 """ % (port, threads, server, d, state, audit, extra, UPSTREAM, UPSTREAM))
     env = dict(os.environ, KEYGATE_MASTER_KEY=MASTER, BENCH_SK=SECRET, KEYGATE_LOG="warn")
-    p = subprocess.Popen([os.path.join(REL, "keygate"), "serve", "--config", cfg], env=env,
+    p = subprocess.Popen([*wrap, os.path.join(REL, "keygate"), "serve", "--config", cfg], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_port(port, 180 if wrap else 20)
     return p
 
 
@@ -161,9 +162,9 @@ def run_wrk(url, conns, duration, threads):
             "p999_us": None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
-def run_load(url, scheme, conns, duration, threads, key="AKBENCH000001", rate=0, body=0):
+def run_load(url, scheme, conns, duration, threads, key="AKBENCH000001", rate=0, body=0, warmup=1):
     cmd = [os.path.join(REL, "kg-load"), url, "--scheme", scheme, "--key", key, "--secret", SECRET,
-           "-c", str(conns), "-d", str(duration), "--threads", str(threads), "--warmup-secs", "1"]
+           "-c", str(conns), "-d", str(duration), "--threads", str(threads), "--warmup-secs", str(warmup)]
     if rate:
         cmd += ["--rate", str(rate)]
     if body:
@@ -214,6 +215,8 @@ def main():
         procs.append(start_keygate(tmp, a.proxy_threads, KEYGATE_OUT, "outbound",
                                    server='outbound = "127.0.0.1:%d"\nadmin = "127.0.0.1:%d"' % (OUT_LISTENER, OUT_ADMIN)))
         setup_outbound(tmp)
+        # The same pipeline with hyper-util's pooled client instead of the lean HTTP/1.1 pool (A/B).
+        procs.append(start_keygate(tmp, a.proxy_threads, KEYGATE_HYPER, "hyper", server='upstream_pool = "hyper"'))
         c, d, t = a.connections, a.duration, a.load_threads
         base = "http://127.0.0.1:%d"
         configs = [
@@ -223,7 +226,10 @@ def main():
             ("direct to upstream (kg-load)", lambda: run_load(base % UPSTREAM + "/x", "none", c, d, t)),
             ("nginx plain proxy (kg-load)", lambda: run_load(base % NGINX + "/x", "none", c, d, t)),
             ("keygate proxy only (kg-load)", lambda: run_load(base % KEYGATE + "/plain/x", "none", c, d, t)),
+            ("keygate proxy only, hyper-util pool (kg-load)",
+             lambda: run_load(base % KEYGATE_HYPER + "/plain/x", "none", c, d, t)),
             ("keygate KG1 verify + memory nonce", lambda: run_load(base % KEYGATE + "/v1/x?a=1&b=2", "kg1", c, d, t)),
+            ("keygate KG1, hyper-util pool", lambda: run_load(base % KEYGATE_HYPER + "/v1/x?a=1&b=2", "kg1", c, d, t)),
             ("keygate KG1, 1 KiB POST body", lambda: run_load(base % KEYGATE + "/v1/x", "kg1", c, d, t, body=1024)),
             ("keygate legacy MD5", lambda: run_load(base % KEYGATE + "/v1/x", "legacy", c, d, t, key="LEGACYBENCH1")),
             ("keygate rejection (bad signature)", lambda: run_load(base % KEYGATE + "/v1/x", "kg1-bad", c, d, t)),

@@ -1104,6 +1104,15 @@ mod tests {
     }
 
     #[test]
+    fn upstream_pool_defaults_to_lean_and_names_its_choices() {
+        let pool = |t: &str| toml::from_str::<Config>(t).map(|c| c.server.upstream_pool);
+        assert_eq!(pool("").unwrap(), UpstreamPool::Lean);
+        assert_eq!(pool("[server]\nupstream_pool = \"hyper\"").unwrap(), UpstreamPool::Hyper);
+        let err = pool("[server]\nupstream_pool = \"fast\"").unwrap_err().to_string();
+        assert!(err.contains("lean") && err.contains("hyper"), "{err}");
+    }
+
+    #[test]
     fn rejects_bad_input_with_a_path() {
         let bad = [
             (
