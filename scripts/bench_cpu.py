@@ -104,8 +104,10 @@ def mode_rate(a, tmp, procs):
                   % (rep + 1, name, r["cpu_us"], r.get("p99_us"), r["requests"]), file=sys.stderr)
     ref = statistics.median(r["cpu_us"] for r in results["nginx plain proxy"])
     ref_p99 = statistics.median(r["p99_us"] for r in results["nginx plain proxy"])
-    print("%d req/s open loop, %d connections, %d s per run, %d runs each (interleaved).\n"
-          % (a.rate, a.connections, a.duration, a.reps))
+    late = [r["pacer_late_p99_us"] for rs in results.values() for r in rs]
+    print("%d req/s open loop, %d connections, %d s per run, %d runs each (interleaved). kg-load's "
+          "pacer woke late by p99 %d µs (median over runs; part of every row's latency).\n"
+          % (a.rate, a.connections, a.duration, a.reps, statistics.median(late)))
     print("| proxy process | CPU µs/request median | min–max | × nginx | p50 µs | p99 µs | p99.9 µs | added p99 µs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, *_ in rows:

@@ -2,6 +2,12 @@
 //! sent unsigned (`--scheme none`) for plain-proxy baselines. Closed loop at fixed concurrency, or
 //! open loop at a fixed rate with latency measured from each request's *intended* send time
 //! (coordinated-omission corrected). Prints one JSON line of results.
+//!
+//! Open-loop pacing runs on its own OS thread, not on tokio's timer: tokio's timer wheel has 1 ms
+//! resolution and rounds deadlines up, which added 0-1 ms of generator-made delay to every
+//! request and buried the proxy's own latency. The pacer sleeps with `std::thread::sleep`
+//! (hrtimer, ~50 µs slack), hands each intended send time to the connections round-robin, and
+//! reports how late it woke (`pacer_late_p99_us`) so that share can be read off the results.
 #![allow(clippy::print_stdout)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,19 +85,47 @@ fn main() -> Result<()> {
 async fn run(args: Arc<Args>, uri: http::Uri) -> Result<()> {
     let authority = uri.authority().context("host")?.to_string();
     let counters = Arc::new(Counters::default());
+    // Everything a run needs before its clock starts: the crypto library's one-time set-up (tens
+    // of ms in aws-lc on first use) and every connection. Otherwise the first requests wait for
+    // them, and an open-loop run books that wait as tail latency of the system under test.
+    let warm =
+        Signer::new(args.key.clone(), SecretBox::new(args.secret.as_bytes().to_vec().into_boxed_slice()));
+    warm.sign("GET", &args.url, &http::HeaderMap::new(), b"")?;
+    let mut senders = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        senders.push(connect(&authority).await?);
+    }
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup_secs);
     let end = measure_from + Duration::from_secs(args.duration_secs);
     let seq = Arc::new(AtomicU64::new(0));
+    let mut tickets = Vec::new();
     let mut tasks = Vec::new();
-    for conn_id in 0..args.connections {
+    for (conn_id, sender) in senders.into_iter().enumerate() {
         let (args, uri, authority, counters, seq) =
             (args.clone(), uri.clone(), authority.clone(), counters.clone(), seq.clone());
+        let schedule = if args.rate > 0 {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tickets.push(tx);
+            Schedule::Paced(rx)
+        } else {
+            Schedule::ClosedLoop
+        };
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            if let Err(e) =
-                connection(conn_id, &args, &uri, &authority, &counters, &seq, measure_from, end, &mut hist)
-                    .await
+            if let Err(e) = connection(
+                sender,
+                &args,
+                &uri,
+                &authority,
+                &counters,
+                &seq,
+                schedule,
+                measure_from,
+                end,
+                &mut hist,
+            )
+            .await
             {
                 eprintln!("connection {conn_id}: {e:#}");
                 counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -99,10 +133,18 @@ async fn run(args: Arc<Args>, uri: http::Uri) -> Result<()> {
             hist
         }));
     }
+    let pacer = (args.rate > 0).then(|| {
+        let rate = args.rate;
+        std::thread::spawn(move || pace(rate, start, end, tickets))
+    });
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for t in tasks {
         hist.add(t.await?)?;
     }
+    let late = match pacer {
+        Some(p) => Some(p.join().map_err(|_| anyhow::anyhow!("pacer thread panicked"))?),
+        None => None,
+    };
     let secs = args.duration_secs as f64;
     let ok = counters.ok.load(Ordering::Relaxed);
     let out = serde_json::json!({
@@ -118,9 +160,45 @@ async fn run(args: Arc<Args>, uri: http::Uri) -> Result<()> {
         "p99_us": hist.value_at_quantile(0.99),
         "p999_us": hist.value_at_quantile(0.999),
         "max_us": hist.max(),
+        "pacer_late_p50_us": late.as_ref().map(|h| h.value_at_quantile(0.50)),
+        "pacer_late_p99_us": late.as_ref().map(|h| h.value_at_quantile(0.99)),
     });
     println!("{out}");
     Ok(())
+}
+
+/// How a connection learns when to send: in a closed loop right after the previous response; in
+/// an open loop at the intended times the pacer hands it (queued while a response is slow, so
+/// the wait counts against the system under test).
+enum Schedule {
+    ClosedLoop,
+    Paced(tokio::sync::mpsc::UnboundedReceiver<Instant>),
+}
+
+/// Issues intended send times at `rate` per second from `start` until `end`, round-robin over the
+/// connections, and returns a histogram of how late (µs) it woke for each one.
+fn pace(
+    rate: u64,
+    start: Instant,
+    end: Instant,
+    tickets: Vec<tokio::sync::mpsc::UnboundedSender<Instant>>,
+) -> Histogram<u64> {
+    let mut late = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let step = Duration::from_secs_f64(1.0 / rate as f64);
+    for k in 0u32.. {
+        let intended = start + step * k;
+        if intended >= end {
+            break;
+        }
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
+        }
+        let _ = late.record((Instant::now().saturating_duration_since(intended).as_micros() as u64).max(1));
+        // A connection that failed has dropped its receiver; its share is counted as errors.
+        let _ = tickets[k as usize % tickets.len()].send(intended);
+    }
+    late
 }
 
 fn run_id() -> u64 {
@@ -159,17 +237,17 @@ async fn send(
 
 #[allow(clippy::too_many_arguments)]
 async fn connection(
-    conn_id: usize,
+    mut sender: http1::SendRequest<Full<Bytes>>,
     args: &Args,
     uri: &http::Uri,
     authority: &str,
     counters: &Counters,
     seq: &AtomicU64,
+    mut schedule: Schedule,
     measure_from: Instant,
     end: Instant,
     hist: &mut Histogram<u64>,
 ) -> Result<()> {
-    let mut sender = connect(authority).await?;
     let secret = match args.scheme {
         Scheme::Kg1Bad => "definitely-not-the-secret".to_string(),
         _ => args.secret.clone(),
@@ -178,25 +256,16 @@ async fn connection(
         .with_signed_headers(["host"])?;
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
     let method = if args.body_bytes > 0 { "POST" } else { "GET" };
-    let per_conn_interval = if args.rate > 0 {
-        Some(Duration::from_secs_f64(args.connections as f64 / args.rate as f64))
-    } else {
-        None
-    };
-    // Stagger open-loop connections so their schedules interleave evenly.
-    let mut intended = Instant::now()
-        + per_conn_interval.map_or(Duration::ZERO, |i| i.mul_f64(conn_id as f64 / args.connections as f64));
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::HOST, http::HeaderValue::from_str(authority)?);
     loop {
-        if per_conn_interval.is_some() {
-            let now = Instant::now();
-            if intended > now {
-                tokio::time::sleep_until(intended.into()).await;
-            }
-        } else {
-            intended = Instant::now();
-        }
+        let intended = match &mut schedule {
+            Schedule::ClosedLoop => Instant::now(),
+            Schedule::Paced(rx) => match rx.recv().await {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
         if intended >= end {
             return Ok(());
         }
@@ -243,9 +312,6 @@ async fn connection(
             Err(_) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 sender = connect(authority).await?;
-                if let Some(iv) = per_conn_interval {
-                    intended += iv;
-                }
                 continue;
             }
         };
@@ -258,9 +324,6 @@ async fn connection(
             } else {
                 counters.non2xx.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        if let Some(iv) = per_conn_interval {
-            intended += iv;
         }
     }
 }
