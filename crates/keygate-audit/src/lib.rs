@@ -14,4 +14,4 @@ pub mod writer;
 pub use db::{AuditDb, DbError, Query};
 pub use record::{clip_path, new_id, AuditRecord};
 pub use spill::{Spill, SpillError};
-pub use writer::{AuditSink, AuditStats, SinkConfig, SpillFullPolicy};
+pub use writer::{AuditSink, AuditStats, SinkConfig, SpillFullPolicy, StartError};

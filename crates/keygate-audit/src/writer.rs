@@ -1,5 +1,7 @@
 // The writer: off the request path. Requests hand records to a bounded queue (never blocking);
-// one task batches them into multi-row inserts. When the database fails, batches go to the spill
+// one task on its own thread batches them into multi-row inserts. The thread matters: a batch of
+// ~200 rows (50 ms at 4k req/s) costs the writer ~2.5 ms of CPU, most of it building and
+// encoding the insert in one poll; on a request worker every request queued behind it waited. When the database fails, batches go to the spill
 // file instead — and keep going there, in order, until a replay of the whole spill succeeds —
 // so every record lands exactly once and in order.
 
@@ -73,6 +75,15 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Spill(#[from] SpillError),
+    #[error("audit writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Handle to the audit writer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
@@ -84,7 +95,11 @@ pub struct AuditSink {
 impl AuditSink {
     /// Starts the writer. An unreachable database is not an error: records spill until it
     /// answers. A spill file left by an earlier run is replayed first.
-    pub fn start(cfg: SinkConfig) -> Result<(Self, tokio::task::JoinHandle<()>), SpillError> {
+    ///
+    /// The writer runs on a dedicated thread with its own single-threaded runtime (database pool
+    /// and timers included), so batching never occupies a request worker. The thread ends once
+    /// every handle is dropped and the last batch is stored; `flush` waits for queued records.
+    pub fn start(cfg: SinkConfig) -> Result<(Self, std::thread::JoinHandle<()>), StartError> {
         let spill = Spill::open(&cfg.spill_dir, cfg.max_spill_bytes)?;
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let stats = Arc::new(AuditStats::default());
@@ -99,8 +114,13 @@ impl AuditSink {
             stats: stats.clone(),
             accepting: accepting.clone(),
         };
-        let task = tokio::spawn(w.run(rx));
-        Ok((Self { tx, stats, accepting }, task))
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(StartError::Thread)?;
+        let thread = std::thread::Builder::new()
+            .name("keygate-audit".into())
+            .spawn(move || rt.block_on(w.run(rx)))
+            .map_err(StartError::Thread)?;
+        Ok((Self { tx, stats, accepting }, thread))
     }
 
     /// Queues a record; never blocks. A full queue drops it (counted).
