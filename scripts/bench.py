@@ -162,6 +162,18 @@ def run_wrk(url, conns, duration, threads):
             "p999_us": None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
+def stop_all(procs, tmp):
+    """Stops every process (kill after 10 s) and removes the run's temporary directory."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_load(url, scheme, conns, duration, threads, key="AKBENCH000001", rate=0, body=0, warmup=1):
     cmd = [os.path.join(REL, "kg-load"), url, "--scheme", scheme, "--key", key, "--secret", SECRET,
            "-c", str(conns), "-d", str(duration), "--threads", str(threads), "--warmup-secs", str(warmup)]
@@ -274,14 +286,7 @@ def main():
             with open(a.out, "w") as f:
                 f.write(table + "\n")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
         psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % audit_db)
 
 

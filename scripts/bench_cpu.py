@@ -19,7 +19,6 @@ Usage: python3 scripts/bench_cpu.py [--mode rate|instr] [--rate 4000] [--duratio
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -190,14 +189,7 @@ def main():
         procs.append(bench.start_upstream(1))
         (mode_rate if a.mode == "rate" else mode_instr)(a, tmp, procs)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        bench.stop_all(procs, tmp)
         if a.mode == "rate":
             bench.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % a.audit_db)
 

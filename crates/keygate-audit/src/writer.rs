@@ -230,7 +230,8 @@ impl Writer {
         }
         let n = batch.len() as u64;
         let spill = &mut self.spill;
-        match blocking(|| spill.append(&batch)) {
+        // File I/O with fsync, blocking: fine on the writer's own thread.
+        match spill.append(&batch) {
             Ok(()) => {
                 self.stats.spilled.fetch_add(n, Ordering::Relaxed);
                 self.stats.spill_bytes.store(self.spill.bytes(), Ordering::Relaxed);
@@ -278,7 +279,7 @@ impl Writer {
         }
         let Some(db) = &self.db else { return };
         let spill = &mut self.spill;
-        let pending = match blocking(|| spill.read_all()) {
+        let pending = match spill.read_all() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the audit spill file");
@@ -298,7 +299,7 @@ impl Writer {
         }
         let n = pending.records.len() as u64;
         let spill = &mut self.spill;
-        if let Err(e) = blocking(|| spill.clear()) {
+        if let Err(e) = spill.clear() {
             tracing::error!(error = %e, "cannot remove the replayed audit spill file");
             return;
         }
@@ -311,14 +312,5 @@ impl Writer {
         self.stats.db_up.store(true, Ordering::Relaxed);
         self.accepting.store(true, Ordering::Relaxed);
         self.down = false;
-    }
-}
-
-/// Runs file I/O (writes with fsync) without stalling the runtime's other tasks: on a
-/// multi-threaded runtime the worker hands its queue to another thread first.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
