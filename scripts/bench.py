@@ -45,13 +45,16 @@ def start_upstream(threads):
     return p
 
 
-def start_nginx(tmp, workers):
-    conf = os.path.join(tmp, "nginx.conf")
+def nginx_conf(tmp, port, workers=1, extra=""):
+    """nginx as a plain reverse proxy to the upstream: keep-alive pool of 256, no access log.
+    `extra` goes into the main context (e.g. `master_process off;` for callgrind)."""
+    conf = os.path.join(tmp, "nginx-%d.conf" % port)
     with open(conf, "w") as f:
         f.write("""
 worker_processes %d;
+%s
 daemon off;
-pid %s/nginx.pid;
+pid %s/nginx-%d.pid;
 error_log %s/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
@@ -67,7 +70,12 @@ http {
     }
   }
 }
-""" % (workers, tmp, tmp, UPSTREAM, NGINX))
+""" % (workers, extra, tmp, port, tmp, UPSTREAM, port))
+    return conf
+
+
+def start_nginx(tmp, workers):
+    conf = nginx_conf(tmp, NGINX, workers)
     p = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(NGINX)
     return p

@@ -39,24 +39,6 @@ def cpu_secs(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def nginx_conf(tmp, port, extra=""):
-    conf = os.path.join(tmp, "nginx-%d.conf" % port)
-    with open(conf, "w") as f:
-        f.write("""worker_processes 1; %s daemon off; pid %s/nginx-%d.pid; error_log %s/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:%d; keepalive 256; }
-  server {
-    listen 127.0.0.1:%d;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-""" % (extra, tmp, port, tmp, bench.UPSTREAM, port))
-    return conf
-
-
 def keygate_variants():
     """(name, instance, path, scheme, key) rows; instance names the keygate process to use."""
     return [
@@ -68,7 +50,7 @@ def keygate_variants():
 
 
 def mode_rate(a, tmp, procs):
-    nginx = subprocess.Popen(["nginx", "-c", nginx_conf(tmp, bench.NGINX), "-p", tmp],
+    nginx = subprocess.Popen(["nginx", "-c", bench.nginx_conf(tmp, bench.NGINX), "-p", tmp],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(nginx)
     bench.wait_port(bench.NGINX)
@@ -139,8 +121,9 @@ def measure_instr(pid, prefix, u, scheme, key, duration):
 
 def mode_instr(a, tmp, procs):
     cg = lambda name: ("valgrind", "--tool=callgrind", "--callgrind-out-file=%s/cg-%s.out" % (tmp, name))  # noqa: E731
-    nginx = subprocess.Popen([*cg("nginx"), "nginx", "-c", nginx_conf(tmp, bench.NGINX, "master_process off;"),
-                              "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf = bench.nginx_conf(tmp, bench.NGINX, extra="master_process off;")
+    nginx = subprocess.Popen([*cg("nginx"), "nginx", "-c", conf, "-p", tmp],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(nginx)
     bench.wait_port(bench.NGINX, 180)
     inst = {
