@@ -1,7 +1,7 @@
 // The writer: off the request path. Requests hand records to a bounded queue (never blocking);
 // one task on its own thread batches them into multi-row inserts. The thread matters: a batch of
-// ~200 rows (50 ms at 4k req/s) costs the writer ~2.5 ms of CPU, most of it building and
-// encoding the insert in one poll; on a request worker every request queued behind it waited. When the database fails, batches go to the spill
+// ~200 rows (50 ms at 4k req/s) costs the writer ~2.5 ms of CPU, and building and encoding the
+// insert does not yield; on a request worker, requests queued behind it waited. When the database fails, batches go to the spill
 // file instead — and keep going there, in order, until a replay of the whole spill succeeds —
 // so every record lands exactly once and in order.
 

@@ -10,8 +10,8 @@
 //
 // What it keeps from the pooled client: idle connections expire after `idle_timeout`, at most
 // `max_idle_per_host` wait per upstream, a connection closed by the upstream while idle is noticed
-// at checkout (one poll of its read side), and a request the connection refused before writing a
-// byte (it closed meanwhile) is retried once on a fresh connection.
+// at checkout (one poll of its read side), and a request a pooled connection refused before
+// writing a byte (it closed meanwhile) is retried on the next one, ending at a fresh connection.
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
@@ -126,9 +126,7 @@ impl H1Pool {
         })?;
         prepare(&mut req, &authority);
         let key = authority.as_str();
-        let mut req = Some(req);
         loop {
-            let Some(out) = req.take() else { unreachable!("request present at each attempt") };
             let (mut sender, conn, reused) = match self.checkout(key) {
                 Some(idle) => (idle.sender, idle.conn, true),
                 None => {
@@ -140,14 +138,15 @@ impl H1Pool {
             };
             let mut conn = Some(conn);
             let sent =
-                tokio::time::timeout_at(deadline, drive(&mut conn, sender.try_send_request(out))).await;
+                tokio::time::timeout_at(deadline, drive(&mut conn, sender.try_send_request(req))).await;
             let resp = match sent {
                 Err(_) => return Err(H1Error::Timeout),
                 Ok(Ok(resp)) => resp,
                 Ok(Err(mut e)) => match e.take_message() {
-                    // Refused before a byte was written: the connection closed while idle.
+                    // Refused before a byte was written: the connection closed while idle. Try
+                    // the next one; a fresh connection's refusal is final.
                     Some(back) if reused => {
-                        req = Some(back);
+                        req = back;
                         continue;
                     }
                     _ => return Err(H1Error::Http(e.into_error())),

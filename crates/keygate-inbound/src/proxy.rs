@@ -88,10 +88,7 @@ impl UpstreamClients {
                 let deadline = tokio::time::Instant::now() + route.timeout;
                 return match lean.send(req, deadline).await {
                     Err(H1Error::Timeout) => Err(GatewayError::UpstreamTimeout),
-                    Err(e) => {
-                        tracing::warn!(upstream = %route.upstream, error = %error_chain(&e), "upstream request failed");
-                        Err(GatewayError::UpstreamUnavailable)
-                    }
+                    Err(e) => Err(unavailable(route, &e)),
                     Ok(mut resp) => {
                         strip_hop_by_hop(resp.headers_mut());
                         Ok(resp)
@@ -108,10 +105,7 @@ impl UpstreamClients {
         };
         let resp = match tokio::time::timeout(route.timeout, client.request(req)).await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %route.upstream, error = %error_chain(&e), "upstream request failed");
-                return Err(GatewayError::UpstreamUnavailable);
-            }
+            Ok(Err(e)) => return Err(unavailable(route, &e)),
             Ok(Ok(resp)) => resp,
         };
         let (mut parts, body) = resp.into_parts();
@@ -121,6 +115,12 @@ impl UpstreamClients {
             http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, BoxError::from)),
         ))
     }
+}
+
+/// Logs why the upstream gave no response (the client sees only the stable code).
+fn unavailable(route: &Route, e: &dyn std::error::Error) -> GatewayError {
+    tracing::warn!(upstream = %route.upstream, error = %error_chain(e), "upstream request failed");
+    GatewayError::UpstreamUnavailable
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
